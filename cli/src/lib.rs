@@ -1,0 +1,94 @@
+//! Start-up plumbing shared by `metastore-storaged` and `metastore-gateway`.
+//!
+//! Settings come from flags, then `METASTORE_*` environment variables (clap does both), then
+//! the YAML file named by `--config` (keys are the flag names), then built-in defaults. Every
+//! failure here is one line of text for the operator; the binaries print it and exit non-zero.
+
+use serde::de::DeserializeOwned;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use tokio::net::TcpListener;
+
+/// Reads a YAML config file; no file means all defaults.
+pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, String> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    serde_yaml_ng::from_str(&text)
+        .map_err(|e| format!("invalid config file {}: {}", path.display(), one_line(&e.to_string())))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses a comma-separated list of `http://host:port` URLs into socket addresses.
+pub fn parse_urls(flag: &str, value: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for url in value.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        out.push(parse_url(flag, url)?);
+    }
+    if out.is_empty() {
+        return Err(format!("--{flag} is empty"));
+    }
+    Ok(out)
+}
+
+fn parse_url(flag: &str, url: &str) -> Result<SocketAddr, String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        if url.starts_with("https://") {
+            format!("--{flag} {url}: TLS is not supported yet (use http://)")
+        } else {
+            format!("--{flag} {url}: expected http://host:port")
+        }
+    })?;
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        return Err(format!("--{flag} {url}: a URL here takes no path"));
+    }
+    hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("--{flag} {url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--{flag} {url}: host does not resolve"))
+}
+
+/// Binds every address, failing with one clear line (for example when a port is in use).
+pub async fn bind_all(flag: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (--{flag}): {e}"))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// Logs to stderr; `RUST_LOG` wins over `level`.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let a = parse_urls("x", "http://127.0.0.1:2379,http://127.0.0.1:2380/").expect("ok");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].port(), 2380);
+        assert!(parse_urls("x", "127.0.0.1:2379").is_err());
+        assert!(parse_urls("x", "https://127.0.0.1:2379").is_err());
+        assert!(parse_urls("x", "").is_err());
+        assert!(parse_urls("x", "http://127.0.0.1:notaport").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! Gateway settings: flags (etcd's names where the meaning is the same), `METASTORE_*`
+//! environment variables, a YAML `--config` file, then defaults.
+
+use crate::validate::Limits;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Deserialize, Default, Debug)]
+#[command(name = "metastore-gateway", version, about = "MetaStore gateway: the etcd v3 API")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Args {
+    /// YAML file with any of these settings (keys are the flag names).
+    #[arg(long, env = "METASTORE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// URLs to serve etcd clients on [default: http://127.0.0.1:2379].
+    #[arg(long, env = "METASTORE_LISTEN_CLIENT_URLS")]
+    pub listen_client_urls: Option<String>,
+    /// URLs clients should use to reach this gateway [default: the listen URLs].
+    #[arg(long, env = "METASTORE_ADVERTISE_CLIENT_URLS")]
+    pub advertise_client_urls: Option<String>,
+    /// storaged members' storage URLs [default: http://127.0.0.1:2390].
+    #[arg(long, env = "METASTORE_STORAGE_ENDPOINTS")]
+    pub storage_endpoints: Option<String>,
+    /// Largest write request accepted, in bytes [default: 1572864].
+    #[arg(long, env = "METASTORE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Most operations in one txn [default: 128].
+    #[arg(long, env = "METASTORE_MAX_TXN_OPS")]
+    pub max_txn_ops: Option<usize>,
+    /// Log filter (RUST_LOG wins) [default: info].
+    #[arg(long, env = "METASTORE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen_client: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub storage_endpoints: Vec<String>,
+    pub limits: Limits,
+    pub log_level: String,
+}
+
+impl Args {
+    fn or(self, file: Args) -> Args {
+        Args {
+            config: self.config,
+            listen_client_urls: self.listen_client_urls.or(file.listen_client_urls),
+            advertise_client_urls: self.advertise_client_urls.or(file.advertise_client_urls),
+            storage_endpoints: self.storage_endpoints.or(file.storage_endpoints),
+            max_request_bytes: self.max_request_bytes.or(file.max_request_bytes),
+            max_txn_ops: self.max_txn_ops.or(file.max_txn_ops),
+            log_level: self.log_level.or(file.log_level),
+        }
+    }
+
+    pub fn resolve(self) -> Result<Config, String> {
+        let file: Args = metastore_cli::load_yaml(self.config.as_deref())?;
+        let a = self.or(file);
+        let listen = a
+            .listen_client_urls
+            .unwrap_or_else(|| "http://127.0.0.1:2379".into());
+        let listen_client = metastore_cli::parse_urls("listen-client-urls", &listen)?;
+        let advertise = a.advertise_client_urls.unwrap_or(listen);
+        metastore_cli::parse_urls("advertise-client-urls", &advertise)?;
+        let storage = a
+            .storage_endpoints
+            .unwrap_or_else(|| "http://127.0.0.1:2390".into());
+        metastore_cli::parse_urls("storage-endpoints", &storage)?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_txn_ops: a.max_txn_ops.unwrap_or(defaults.max_txn_ops),
+            max_request_bytes: a.max_request_bytes.unwrap_or(defaults.max_request_bytes),
+        };
+        if limits.max_txn_ops == 0 {
+            return Err("--max-txn-ops must be at least 1".into());
+        }
+        Ok(Config {
+            listen_client,
+            advertise_client_urls: split(&advertise),
+            storage_endpoints: split(&storage),
+            limits,
+            log_level: a.log_level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn split(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}

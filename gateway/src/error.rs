@@ -1,0 +1,141 @@
+//! The gateway's one error type and its one mapping to gRPC. Every client-visible etcd error
+//! string lives here, byte for byte as etcd sends it; clients match errors by that text.
+
+use metastore_internal_proto::storage::{ErrorCode, StorageError};
+use tonic::{Code, Status};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// No storage member could be reached.
+    #[error("metastore: storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a broken invariant; the detail goes to the client as etcd does for unmapped
+    /// errors.
+    #[error("metastore: internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> Code {
+        match self {
+            Error::EmptyKey
+            | Error::KeyNotFound
+            | Error::ValueProvided
+            | Error::LeaseProvided
+            | Error::TooManyOps
+            | Error::DuplicateKey
+            | Error::InvalidSortOption
+            | Error::RequestTooLarge => Code::InvalidArgument,
+            Error::Compacted | Error::FutureRev => Code::OutOfRange,
+            Error::LeaseNotFound => Code::NotFound,
+            Error::NotLeader => Code::FailedPrecondition,
+            Error::NoLeader | Error::Timeout | Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Unknown,
+        }
+    }
+
+    pub fn to_status(&self) -> Status {
+        Status::new(self.code(), self.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        e.to_status()
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match ErrorCode::try_from(e.code) {
+            Ok(ErrorCode::Compacted) => Error::Compacted,
+            Ok(ErrorCode::FutureRevision) => Error::FutureRev,
+            Ok(ErrorCode::LeaseNotFound) => Error::LeaseNotFound,
+            Ok(ErrorCode::KeyNotFound) => Error::KeyNotFound,
+            Ok(ErrorCode::NotLeader) => Error::NotLeader,
+            Ok(ErrorCode::NoLeader) => Error::NoLeader,
+            Ok(ErrorCode::InvalidRequest) if e.detail.contains("sort option") => {
+                Error::InvalidSortOption
+            }
+            _ => Error::Internal(e.detail),
+        }
+    }
+}
+
+/// Maps a failed call to storaged (transport or status) to a client error.
+pub fn from_upstream(status: &Status) -> Error {
+    match status.code() {
+        Code::DeadlineExceeded | Code::Cancelled => Error::Timeout,
+        Code::Unavailable => Error::Unavailable(status.message().to_string()),
+        _ => Error::Internal(status.message().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every etcd error, with the exact code and text etcd sends.
+    #[test]
+    fn every_variant_matches_etcd() {
+        let table = [
+            (Error::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
+            (Error::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
+            (Error::ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
+            (Error::LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
+            (Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            (Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            (Error::InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
+            (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
+            (Error::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            (Error::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (Error::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
+            (Error::Timeout, Code::Unavailable, "etcdserver: request timed out"),
+        ];
+        for (err, code, msg) in table {
+            let status = err.to_status();
+            assert_eq!(status.code(), code, "{err:?}");
+            assert_eq!(status.message(), msg, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn storage_codes_map_to_etcd_errors() {
+        let e = |code: ErrorCode| Error::from(StorageError { code: code as i32, detail: String::new() });
+        assert_eq!(e(ErrorCode::Compacted), Error::Compacted);
+        assert_eq!(e(ErrorCode::FutureRevision), Error::FutureRev);
+        assert_eq!(e(ErrorCode::LeaseNotFound), Error::LeaseNotFound);
+        assert_eq!(e(ErrorCode::KeyNotFound), Error::KeyNotFound);
+        assert!(matches!(e(ErrorCode::StorageFailure), Error::Internal(_)));
+    }
+}

@@ -1,0 +1,3 @@
+//! The etcd v3 gRPC services. Handlers are thin: validate, make one upstream call, return.
+
+pub mod kv;

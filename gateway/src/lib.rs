@@ -1,0 +1,15 @@
+//! metastore-gateway: the stateless front of MetaStore. It speaks etcd's v3 API to clients and
+//! turns every request into one internal call to storaged; it holds no data.
+//!
+//! - [`etcd`]: the etcd gRPC services (thin handlers).
+//! - [`validate`]: etcd's request checks and limits, applied at the edge.
+//! - [`error`]: the one error type and its mapping to etcd's exact gRPC errors.
+//! - [`upstream`]: connections to storaged.
+//! - [`config`], [`server`]: settings and listeners.
+
+pub mod config;
+pub mod error;
+pub mod etcd;
+pub mod server;
+pub mod upstream;
+pub mod validate;

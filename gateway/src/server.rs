@@ -1,0 +1,50 @@
+//! Listeners and service registration.
+
+use crate::config::Config;
+use crate::etcd::kv::KvService;
+use crate::upstream::Upstream;
+use metastore_proto::etcdserverpb::kv_server::KvServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// etcd's gRPC receive limit: `--max-request-bytes` plus 512 KiB of slack.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let listeners = metastore_cli::bind_all("listen-client-urls", &cfg.listen_client).await?;
+    let upstream = Upstream::new(&cfg.storage_endpoints)?;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, storage = ?cfg.storage_endpoints, advertise = ?cfg.advertise_client_urls, "serving etcd clients");
+        let kv = KvServer::new(KvService::new(upstream.clone(), cfg.limits))
+            .max_decoding_message_size(recv_limit)
+            .max_encoding_message_size(usize::MAX);
+        let router = tonic::transport::Server::builder()
+            .add_service(kv)
+            .add_service(health.clone())
+            .add_service(reflection.clone());
+        tasks.spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        ));
+    }
+    while let Some(res) = tasks.join_next().await {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("client server failed: {e}")),
+            Err(e) => return Err(format!("client server task failed: {e}")),
+        }
+    }
+    Ok(())
+}

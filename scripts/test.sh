@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, unit and property tests, engine conformance,
+# integration tests against real processes, the differential test against a real etcd, and
+# the etcdctl conformance script on both engines.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/deps.sh --test
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
+export METASTORE_BIN_DIR=$CARGO_TARGET_DIR/debug
+cargo fmt --all --check
+cargo build --workspace --all-targets
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+for engine in memory rocksdb; do
+  echo "== etcdctl conformance ($engine)"
+  tests/compat/etcdctl.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
+done

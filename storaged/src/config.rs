@@ -1,0 +1,135 @@
+//! storaged settings: flags (etcd's names where the meaning is the same), `METASTORE_*`
+//! environment variables, a YAML `--config` file, then defaults.
+
+use crate::engine::EngineKind;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Deserialize, Default, Debug)]
+#[command(name = "metastore-storaged", version, about = "MetaStore storage member")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Args {
+    /// YAML file with any of these settings (keys are the flag names).
+    #[arg(long, env = "METASTORE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Human-readable name of this member.
+    #[arg(long, env = "METASTORE_NAME")]
+    pub name: Option<String>,
+    /// Data directory [default: data/<engine>/<name>].
+    #[arg(long, env = "METASTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine: memory or rocksdb [default: rocksdb].
+    #[arg(long, env = "METASTORE_ENGINE")]
+    pub engine: Option<String>,
+    /// URLs to serve the internal storage RPC (for gateways) on [default: http://127.0.0.1:2390].
+    #[arg(long, env = "METASTORE_LISTEN_STORAGE_URLS")]
+    pub listen_storage_urls: Option<String>,
+    /// URLs to serve raft peer traffic on [default: http://127.0.0.1:2380].
+    #[arg(long, env = "METASTORE_LISTEN_PEER_URLS")]
+    pub listen_peer_urls: Option<String>,
+    /// This member's peer URLs as other members reach them [default: http://127.0.0.1:2380].
+    #[arg(long, env = "METASTORE_INITIAL_ADVERTISE_PEER_URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Bootstrap membership, name=peerURL,... [default: <name>=<initial-advertise-peer-urls>].
+    #[arg(long, env = "METASTORE_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// new or existing [default: new].
+    #[arg(long, env = "METASTORE_INITIAL_CLUSTER_STATE")]
+    pub initial_cluster_state: Option<String>,
+    /// Token mixed into member and cluster ids [default: etcd-cluster].
+    #[arg(long, env = "METASTORE_INITIAL_CLUSTER_TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// Log filter (RUST_LOG wins) [default: info].
+    #[arg(long, env = "METASTORE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Settings after merging and checking.
+#[derive(Debug)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub engine: EngineKind,
+    pub listen_storage: Vec<SocketAddr>,
+    pub listen_peer: Vec<SocketAddr>,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub log_level: String,
+}
+
+impl Args {
+    fn or(self, file: Args) -> Args {
+        Args {
+            config: self.config,
+            name: self.name.or(file.name),
+            data_dir: self.data_dir.or(file.data_dir),
+            engine: self.engine.or(file.engine),
+            listen_storage_urls: self.listen_storage_urls.or(file.listen_storage_urls),
+            listen_peer_urls: self.listen_peer_urls.or(file.listen_peer_urls),
+            initial_advertise_peer_urls: self
+                .initial_advertise_peer_urls
+                .or(file.initial_advertise_peer_urls),
+            initial_cluster: self.initial_cluster.or(file.initial_cluster),
+            initial_cluster_state: self.initial_cluster_state.or(file.initial_cluster_state),
+            initial_cluster_token: self.initial_cluster_token.or(file.initial_cluster_token),
+            log_level: self.log_level.or(file.log_level),
+        }
+    }
+
+    /// Merges flags/env with the config file and applies defaults.
+    pub fn resolve(self) -> Result<Config, String> {
+        let file: Args = metastore_cli::load_yaml(self.config.as_deref())?;
+        let a = self.or(file);
+        let name = a.name.unwrap_or_else(|| "default".into());
+        let engine: EngineKind = a.engine.as_deref().unwrap_or("rocksdb").parse()?;
+        let data_dir = a
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("data").join(engine.as_str()).join(&name));
+        let listen_storage = metastore_cli::parse_urls(
+            "listen-storage-urls",
+            a.listen_storage_urls.as_deref().unwrap_or("http://127.0.0.1:2390"),
+        )?;
+        let listen_peer = metastore_cli::parse_urls(
+            "listen-peer-urls",
+            a.listen_peer_urls.as_deref().unwrap_or("http://127.0.0.1:2380"),
+        )?;
+        let advertise_peer = a
+            .initial_advertise_peer_urls
+            .unwrap_or_else(|| "http://127.0.0.1:2380".into());
+        metastore_cli::parse_urls("initial-advertise-peer-urls", &advertise_peer)?;
+        let initial_cluster = a
+            .initial_cluster
+            .unwrap_or_else(|| format!("{name}={advertise_peer}"));
+        match a.initial_cluster_state.as_deref().unwrap_or("new") {
+            "new" | "existing" => {}
+            other => {
+                return Err(format!(
+                    "--initial-cluster-state {other:?}: expected new or existing"
+                ));
+            }
+        }
+        let members = crate::identity::parse_initial_cluster(&initial_cluster)?;
+        if members.len() > 1 {
+            return Err(format!(
+                "--initial-cluster lists {} members; this build runs single-member clusters only \
+                 (raft replication is not implemented yet)",
+                members.len()
+            ));
+        }
+        Ok(Config {
+            name,
+            data_dir,
+            engine,
+            listen_storage,
+            listen_peer,
+            initial_cluster,
+            initial_cluster_token: a
+                .initial_cluster_token
+                .unwrap_or_else(|| "etcd-cluster".into()),
+            log_level: a.log_level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}

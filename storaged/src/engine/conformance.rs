@@ -1,0 +1,133 @@
+//! One conformance suite, run against every engine.
+
+use super::{Engine, EngineKind, ReadView, Table, WriteBatch, open};
+use std::sync::Arc;
+
+fn collect(view: &dyn ReadView, table: Table, start: &[u8], end: Option<&[u8]>) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    view.scan(table, start, end, &mut |k, _| {
+        keys.push(k.to_vec());
+        true
+    })
+    .expect("scan");
+    keys
+}
+
+fn batch(puts: &[(&[u8], &[u8])]) -> WriteBatch {
+    let mut b = WriteBatch::default();
+    for (k, v) in puts {
+        b.put(Table::Key, *k, *v);
+    }
+    b
+}
+
+fn put_get_delete(e: &dyn Engine) {
+    assert_eq!(e.get(Table::Key, b"a").expect("get"), None);
+    e.write(batch(&[(b"a", b"1")])).expect("write");
+    assert_eq!(e.get(Table::Key, b"a").expect("get"), Some(b"1".to_vec()));
+    let mut b = WriteBatch::default();
+    b.delete(Table::Key, b"a".to_vec());
+    e.write(b).expect("write");
+    assert_eq!(e.get(Table::Key, b"a").expect("get"), None);
+}
+
+fn tables_are_separate(e: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    b.put(Table::Key, b"k".to_vec(), b"key".to_vec());
+    b.put(Table::Meta, b"k".to_vec(), b"meta".to_vec());
+    e.write(b).expect("write");
+    assert_eq!(e.get(Table::Key, b"k").expect("get"), Some(b"key".to_vec()));
+    assert_eq!(e.get(Table::Meta, b"k").expect("get"), Some(b"meta".to_vec()));
+}
+
+fn scan_is_ordered_and_bounded(e: &dyn Engine) {
+    e.write(batch(&[(b"c", b""), (b"a", b""), (b"b", b""), (b"\xff", b""), (b"ab", b"")]))
+        .expect("write");
+    assert_eq!(
+        collect(e, Table::Key, b"", None),
+        vec![b"a".to_vec(), b"ab".to_vec(), b"b".to_vec(), b"c".to_vec(), b"\xff".to_vec()]
+    );
+    assert_eq!(collect(e, Table::Key, b"ab", Some(b"c")), vec![b"ab".to_vec(), b"b".to_vec()]);
+    assert!(collect(e, Table::Key, b"c", Some(b"a")).is_empty());
+    let mut first = Vec::new();
+    e.scan(Table::Key, b"", None, &mut |k, _| {
+        first.push(k.to_vec());
+        false
+    })
+    .expect("scan");
+    assert_eq!(first, vec![b"a".to_vec()]);
+}
+
+fn batch_is_atomic_and_ordered(e: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    b.put(Table::Key, b"x".to_vec(), b"1".to_vec());
+    b.delete(Table::Key, b"x".to_vec());
+    b.put(Table::Key, b"y".to_vec(), b"2".to_vec());
+    e.write(b).expect("write");
+    assert_eq!(e.get(Table::Key, b"x").expect("get"), None);
+    assert_eq!(e.get(Table::Key, b"y").expect("get"), Some(b"2".to_vec()));
+}
+
+fn snapshot_is_stable(e: &dyn Engine) {
+    e.write(batch(&[(b"s", b"old")])).expect("write");
+    let mut seen = None;
+    e.with_snapshot(&mut |view| {
+        seen = view.get(Table::Key, b"s")?;
+        Ok(())
+    })
+    .expect("snapshot");
+    assert_eq!(seen, Some(b"old".to_vec()));
+}
+
+fn binary_keys_and_values(e: &dyn Engine) {
+    let key = vec![0u8, 1, 2, 0, 255];
+    let value = vec![0u8; 70_000];
+    let mut b = WriteBatch::default();
+    b.put(Table::Key, key.clone(), value.clone());
+    e.write(b).expect("write");
+    assert_eq!(e.get(Table::Key, &key).expect("get"), Some(value));
+}
+
+fn fresh(kind: EngineKind) -> (tempfile::TempDir, Arc<dyn Engine>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(kind, dir.path()).expect("open");
+    (dir, engine)
+}
+
+macro_rules! suite {
+    ($($name:ident),*) => {
+        mod memory {
+            $(#[test] fn $name() { let (_d, e) = super::fresh(super::EngineKind::Memory); super::$name(e.as_ref()); })*
+        }
+        mod rocksdb {
+            $(#[test] fn $name() { let (_d, e) = super::fresh(super::EngineKind::Rocksdb); super::$name(e.as_ref()); })*
+        }
+    };
+}
+
+suite!(
+    put_get_delete,
+    tables_are_separate,
+    scan_is_ordered_and_bounded,
+    batch_is_atomic_and_ordered,
+    snapshot_is_stable,
+    binary_keys_and_values
+);
+
+#[test]
+fn rocksdb_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let e = open(EngineKind::Rocksdb, dir.path()).expect("open");
+        e.write(batch(&[(b"durable", b"yes")])).expect("write");
+    }
+    let e = open(EngineKind::Rocksdb, dir.path()).expect("reopen");
+    assert_eq!(e.get(Table::Key, b"durable").expect("get"), Some(b"yes".to_vec()));
+}
+
+#[test]
+fn unknown_engine_is_one_clear_line() {
+    let err = "leveldb".parse::<EngineKind>().expect_err("must fail");
+    assert!(!err.contains('\n'));
+    assert!(err.contains("leveldb") && err.contains("rocksdb"));
+}

@@ -1,0 +1,67 @@
+//! The one constructor that knows the concrete engines.
+
+use super::memory::MemoryEngine;
+use super::rocks::RocksEngine;
+use super::{Engine, EngineError};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Memory,
+    Rocksdb,
+}
+
+impl EngineKind {
+    pub const NAMES: &'static str = "memory, rocksdb";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Memory => "memory",
+            EngineKind::Rocksdb => "rocksdb",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(EngineKind::Memory),
+            "rocksdb" => Ok(EngineKind::Rocksdb),
+            other => Err(format!(
+                "unknown engine {other:?} (expected one of: {})",
+                EngineKind::NAMES
+            )),
+        }
+    }
+}
+
+/// Opens (creating if needed) the engine of `kind` whose files live in `dir`.
+pub fn open(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, EngineError> {
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // Probe writability up front so a bad directory fails at start, not at the first write.
+    let probe = dir.join(".metastore-probe");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|source| EngineError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    Ok(match kind {
+        EngineKind::Memory => Arc::new(MemoryEngine::new()),
+        EngineKind::Rocksdb => Arc::new(RocksEngine::open(dir)?),
+    })
+}

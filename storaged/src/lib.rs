@@ -1,0 +1,21 @@
+//! metastore-storaged: one member of the MetaStore storage cluster.
+//!
+//! Layers, top to bottom (writes flow down, reads and answers flow up):
+//! - [`service`]: the internal storage gRPC service gateways call; thin.
+//! - [`node`]: orders writes into the log and serves reads (raft slots in here).
+//! - [`state_machine`]: applies log entries to the store, recording the applied index
+//!   atomically with the data.
+//! - [`mvcc`]: etcd's revisioned key-value model, independent of the engine.
+//! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
+//!
+//! [`identity`] derives member and cluster ids; [`config`] reads settings; [`server`] wires it
+//! all together.
+
+pub mod config;
+pub mod engine;
+pub mod identity;
+pub mod mvcc;
+pub mod node;
+pub mod server;
+pub mod service;
+pub mod state_machine;

@@ -1,0 +1,28 @@
+use clap::Parser;
+use metastore_storaged::config::Args;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cfg = match Args::parse().resolve() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("metastore-storaged: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    metastore_cli::init_logging(&cfg.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("metastore-storaged: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(metastore_storaged::server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("metastore-storaged: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

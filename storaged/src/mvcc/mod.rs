@@ -1,0 +1,28 @@
+//! etcd's multi-version store, independent of the engine underneath.
+//!
+//! - [`store`]: the [`Store`] (state, recovery) and its read and write transactions.
+//! - [`key_index`]: per-key revision history kept in memory.
+//! - [`read`]: Range with every etcd option.
+//! - [`write`]: puts and deletes inside one write transaction (one main revision).
+//! - [`ops`]: etcd request semantics (Put, DeleteRange, Txn, Compact) on top of the two.
+//! - [`compact`]: compaction of the index and the engine.
+
+mod codec;
+mod compact;
+mod error;
+mod key_index;
+mod key_range;
+mod ops;
+mod read;
+mod revision;
+mod store;
+mod write;
+
+#[cfg(test)]
+mod model_test;
+
+pub use error::MvccError;
+pub use key_range::KeyRange;
+pub use ops::{is_read_only_txn, txn_read_only};
+pub use revision::Revision;
+pub use store::{ReadTxn, Store, WriteTxn};

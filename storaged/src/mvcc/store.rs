@@ -1,0 +1,252 @@
+//! The store: shared state behind one lock, recovery from the engine, and the two kinds of
+//! transactions. Writes are serialized (one [`WriteTxn`] at a time, as the state machine
+//! applies entries in log order); reads run concurrently with each other.
+
+use super::codec::{self, META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV};
+use super::error::MvccError;
+use super::key_index::KeyIndex;
+use super::revision::Revision;
+use crate::engine::{Engine, Table, WriteBatch};
+use metastore_proto::mvccpb::KeyValue;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub(super) struct State {
+    pub index: KeyIndex,
+    /// Revision of the last write; 1 for an empty store, as in etcd.
+    pub current: i64,
+    /// Highest compacted revision (0 = never compacted).
+    pub compacted: i64,
+    /// Index of the last applied log entry, persisted with the data it produced.
+    pub applied: u64,
+}
+
+pub struct Store {
+    pub(super) engine: Arc<dyn Engine>,
+    pub(super) state: RwLock<State>,
+}
+
+impl Store {
+    /// Opens the store on `engine`, rebuilding the key index from what the engine holds.
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Self, MvccError> {
+        let state = recover(engine.as_ref())?;
+        Ok(Self {
+            engine,
+            state: RwLock::new(state),
+        })
+    }
+
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.state.read().current
+    }
+
+    pub fn compacted_revision(&self) -> i64 {
+        self.state.read().compacted
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.state.read().applied
+    }
+
+    pub fn read(&self) -> ReadTxn<'_> {
+        ReadTxn {
+            state: self.state.read(),
+            engine: self.engine.as_ref(),
+        }
+    }
+
+    /// Runs `f` in one write transaction that records `applied` as the applied log index.
+    /// Everything `f` changed is written in one engine batch together with that index; if `f`
+    /// or the engine fails, nothing is kept.
+    pub fn write<T>(
+        &self,
+        applied: u64,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
+        let mut txn = WriteTxn::begin(self.state.write(), self.engine.as_ref());
+        let result = f(&mut txn);
+        match result {
+            Ok(v) => {
+                txn.commit(applied)?;
+                Ok(v)
+            }
+            Err(e) => {
+                txn.rollback();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn recover(engine: &dyn Engine) -> Result<State, MvccError> {
+    let meta = |k: &[u8]| -> Result<u64, MvccError> {
+        engine
+            .get(Table::Meta, k)?
+            .map(|v| codec::decode_u64(&v))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    };
+    let mut state = State {
+        index: KeyIndex::default(),
+        current: (meta(META_CURRENT_REV)? as i64).max(1),
+        compacted: meta(META_COMPACT_REV)? as i64,
+        applied: meta(META_APPLIED_INDEX)?,
+    };
+    let mut failure = None;
+    engine.scan(Table::Key, &[], None, &mut |k, v| {
+        let record = Revision::from_key(k)
+            .ok_or_else(|| MvccError::Corrupt("bad revision key".into()))
+            .and_then(|(rev, tomb)| Ok((rev, tomb, codec::decode_kv(v)?)));
+        match record {
+            Ok((rev, tomb, kv)) => {
+                state.current = state.current.max(rev.main);
+                state
+                    .index
+                    .restore(&kv.key, codec::index_entry(rev, tomb, &kv));
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    state.current = state.current.max(state.compacted);
+    Ok(state)
+}
+
+/// Read access to the store: the KV view the Range and compare logic works on.
+pub trait KvView {
+    fn index(&self) -> &KeyIndex;
+    /// The newest revision this view can see.
+    fn visible_revision(&self) -> i64;
+    fn compacted_revision(&self) -> i64;
+    /// The stored record of `rev` (a live revision, never a tombstone).
+    fn value(&self, rev: Revision) -> Result<KeyValue, MvccError>;
+}
+
+fn load(engine: &dyn Engine, rev: Revision) -> Result<KeyValue, MvccError> {
+    engine
+        .get(Table::Key, &rev.to_key(false))?
+        .map(|v| codec::decode_kv(&v))
+        .transpose()?
+        .ok_or_else(|| MvccError::Corrupt(format!("missing record for revision {rev:?}")))
+}
+
+pub struct ReadTxn<'a> {
+    state: RwLockReadGuard<'a, State>,
+    engine: &'a dyn Engine,
+}
+
+impl KvView for ReadTxn<'_> {
+    fn index(&self) -> &KeyIndex {
+        &self.state.index
+    }
+    fn visible_revision(&self) -> i64 {
+        self.state.current
+    }
+    fn compacted_revision(&self) -> i64 {
+        self.state.compacted
+    }
+    fn value(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        load(self.engine, rev)
+    }
+}
+
+/// One write request: every change gets main revision `begin + 1`.
+pub struct WriteTxn<'a> {
+    pub(super) state: RwLockWriteGuard<'a, State>,
+    pub(super) engine: &'a dyn Engine,
+    pub(super) begin: i64,
+    pub(super) next_sub: i64,
+    pub(super) pending: HashMap<Revision, KeyValue>,
+    pub(super) batch: WriteBatch,
+    pub(super) touched: Vec<Vec<u8>>,
+}
+
+impl<'a> WriteTxn<'a> {
+    fn begin(state: RwLockWriteGuard<'a, State>, engine: &'a dyn Engine) -> Self {
+        let begin = state.current;
+        Self {
+            state,
+            engine,
+            begin,
+            next_sub: 0,
+            pending: HashMap::new(),
+            batch: WriteBatch::default(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// True once the transaction changed a key (and so takes a new revision).
+    pub fn changed(&self) -> bool {
+        self.next_sub > 0
+    }
+
+    /// The revision of this transaction's changes.
+    pub fn write_revision(&self) -> i64 {
+        self.begin + 1
+    }
+
+    fn commit(mut self, applied: u64) -> Result<(), MvccError> {
+        if self.changed() {
+            let rev = self.write_revision();
+            self.batch
+                .put(Table::Meta, META_CURRENT_REV, codec::encode_u64(rev as u64));
+        }
+        if applied > 0 {
+            self.batch
+                .put(Table::Meta, META_APPLIED_INDEX, codec::encode_u64(applied));
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Err(e) = self.engine.write(batch) {
+            self.rollback();
+            return Err(e.into());
+        }
+        if self.changed() {
+            self.state.current = self.write_revision();
+        }
+        if applied > 0 {
+            self.state.applied = applied;
+        }
+        Ok(())
+    }
+
+    fn rollback(mut self) {
+        let main = self.write_revision();
+        for key in std::mem::take(&mut self.touched) {
+            self.state.index.undo(&key, main);
+        }
+    }
+}
+
+impl KvView for WriteTxn<'_> {
+    fn index(&self) -> &KeyIndex {
+        &self.state.index
+    }
+    fn visible_revision(&self) -> i64 {
+        if self.changed() {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+    fn compacted_revision(&self) -> i64 {
+        self.state.compacted
+    }
+    fn value(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        match self.pending.get(&rev) {
+            Some(kv) => Ok(kv.clone()),
+            None => load(self.engine, rev),
+        }
+    }
+}

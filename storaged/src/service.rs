@@ -1,0 +1,121 @@
+//! The internal storage gRPC service: decode, call the node, encode. The one place that maps
+//! storaged's errors to internal error codes.
+
+use crate::mvcc::{self, MvccError};
+use crate::node::{Node, NodeError};
+use crate::state_machine::{Applied, Command};
+use metastore_internal_proto::storage::kv_request::Op;
+use metastore_internal_proto::storage::kv_response::Result as KvResult;
+use metastore_internal_proto::storage::storage_server::Storage;
+use metastore_internal_proto::storage::{
+    ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, StorageError,
+};
+use metastore_proto::etcdserverpb::ResponseHeader;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct StorageService {
+    node: Arc<Node>,
+}
+
+impl StorageService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Completes a top-level header: the revision comes from the operation, the rest from
+    /// this member.
+    fn stamp(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(Default::default);
+        h.cluster_id = self.node.identity().cluster_id;
+        h.member_id = self.node.identity().member_id;
+        h.raft_term = self.node.raft_term();
+    }
+
+    async fn execute(&self, op: Op) -> Result<KvResult, NodeError> {
+        let node = &self.node;
+        Ok(match op {
+            Op::Range(r) => KvResult::Range(node.range(r).await?),
+            Op::Txn(t) if mvcc::is_read_only_txn(&t) => KvResult::Txn(node.read_txn(t).await?),
+            Op::Txn(t) => applied(node.write(Command::Txn(t)).await?),
+            Op::Put(p) => applied(node.write(Command::Put(p)).await?),
+            Op::DeleteRange(d) => applied(node.write(Command::DeleteRange(d)).await?),
+            Op::Compact(c) => applied(node.write(Command::Compact(c)).await?),
+        })
+    }
+}
+
+fn applied(a: Applied) -> KvResult {
+    match a {
+        Applied::Put(r) => KvResult::Put(r),
+        Applied::DeleteRange(r) => KvResult::DeleteRange(r),
+        Applied::Txn(r) => KvResult::Txn(r),
+        Applied::Compact(r) => KvResult::Compact(r),
+    }
+}
+
+fn storage_error(e: &NodeError) -> StorageError {
+    let code = match e {
+        NodeError::Mvcc(m) => match m {
+            MvccError::Compacted => ErrorCode::Compacted,
+            MvccError::FutureRev => ErrorCode::FutureRevision,
+            MvccError::LeaseNotFound => ErrorCode::LeaseNotFound,
+            MvccError::KeyNotFound => ErrorCode::KeyNotFound,
+            MvccError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
+        },
+        NodeError::Task(_) => ErrorCode::StorageFailure,
+    };
+    StorageError {
+        code: code as i32,
+        detail: e.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Storage for StorageService {
+    async fn kv(&self, request: Request<KvRequest>) -> Result<Response<KvResponse>, Status> {
+        let req = request.into_inner();
+        let Some(op) = req.op else {
+            return Err(Status::invalid_argument("empty storage request"));
+        };
+        let result = match self.execute(op).await {
+            Ok(mut r) => {
+                match &mut r {
+                    KvResult::Range(x) => self.stamp(&mut x.header),
+                    KvResult::Put(x) => self.stamp(&mut x.header),
+                    KvResult::DeleteRange(x) => self.stamp(&mut x.header),
+                    KvResult::Txn(x) => self.stamp(&mut x.header),
+                    KvResult::Compact(x) => self.stamp(&mut x.header),
+                    KvResult::Error(_) => {}
+                }
+                r
+            }
+            Err(e) => {
+                if matches!(e, NodeError::Task(_) | NodeError::Mvcc(MvccError::Engine(_) | MvccError::Corrupt(_))) {
+                    tracing::error!(error = %e, request_id = req.context.map(|c| c.request_id), "storage failure");
+                }
+                KvResult::Error(storage_error(&e))
+            }
+        };
+        Ok(Response::new(KvResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn member_info(
+        &self,
+        _request: Request<MemberInfoRequest>,
+    ) -> Result<Response<MemberInfoResponse>, Status> {
+        let mut header = Some(ResponseHeader {
+            revision: self.node.store().current_revision(),
+            ..Default::default()
+        });
+        self.stamp(&mut header);
+        Ok(Response::new(MemberInfoResponse {
+            header,
+            name: self.node.identity().name.clone(),
+            engine: self.node.store().engine().kind().to_string(),
+        }))
+    }
+}

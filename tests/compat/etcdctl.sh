@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# etcdctl conformance: runs the official etcdctl against a real etcd and against MetaStore
+# (storaged + gateway started here on free ports), and checks that both give the same output
+# and exit status. Prints PASS/FAIL per check and a final "N passed, M failed" line.
+#
+# usage: tests/compat/etcdctl.sh [--engine memory|rocksdb] [--bin-dir DIR]
+set -u
+ENGINE=rocksdb
+BIN_DIR=${METASTORE_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --engine) ENGINE=$2; shift 2 ;;
+    --bin-dir) BIN_DIR=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+for tool in etcd etcdctl python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y etcd-server etcd-client)" >&2; exit 2; }
+done
+[ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --workspace first" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 300); do
+    (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+EP=$(port); EPP=$(port)
+etcd --name ref --data-dir "$WORK/etcd" \
+  --listen-client-urls http://127.0.0.1:$EP --advertise-client-urls http://127.0.0.1:$EP \
+  --listen-peer-urls http://127.0.0.1:$EPP --initial-advertise-peer-urls http://127.0.0.1:$EPP \
+  --initial-cluster ref=http://127.0.0.1:$EPP >"$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+SP=$(port); PP=$(port); MP=$(port)
+"$BIN_DIR/metastore-storaged" --name s1 --engine "$ENGINE" --data-dir "$WORK/ms" \
+  --listen-storage-urls http://127.0.0.1:$SP --listen-peer-urls http://127.0.0.1:$PP \
+  --initial-advertise-peer-urls http://127.0.0.1:$PP --initial-cluster s1=http://127.0.0.1:$PP \
+  >"$WORK/storaged.log" 2>&1 &
+PIDS+=($!)
+wait_port $SP
+"$BIN_DIR/metastore-gateway" --listen-client-urls http://127.0.0.1:$MP \
+  --storage-endpoints http://127.0.0.1:$SP >"$WORK/gateway.log" 2>&1 &
+PIDS+=($!)
+wait_port $EP; wait_port $MP
+
+PASS=0; FAIL=0
+# Member-specific fields differ between any two clusters; everything else must not.
+normalize() {
+  python3 -c '
+import json, re, sys
+text = sys.stdin.read()
+def scrub(o):
+    if isinstance(o, dict):
+        return {k: scrub(v) for k, v in o.items() if k not in ("cluster_id", "member_id", "raft_term")}
+    if isinstance(o, list):
+        return [scrub(v) for v in o]
+    return o
+text = re.sub(r"127\.0\.0\.1:[0-9]+", "ENDPOINT", text)
+text = re.sub(r"took = [0-9.]+[a-zµ]*s", "took = T", text)
+out = []
+for line in text.splitlines():
+    try:
+        out.append(json.dumps(scrub(json.loads(line)), sort_keys=True))
+    except ValueError:
+        out.append(line)
+print("\n".join(out))'
+}
+run_on() { # endpoint, stdin file, args...
+  local ep=$1 input=$2; shift 2
+  local out rc
+  out=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$ep" --command-timeout=10s "$@" <"$input" 2>&1); rc=$?
+  printf '%s\nexit=%s\n' "$out" "$rc" | normalize
+}
+# check NAME [--stdin TEXT] [--expect REGEX] -- etcdctl args...
+check() {
+  local name=$1; shift
+  local input=/dev/null expect=""
+  while [ "$1" != "--" ]; do
+    case "$1" in
+      --stdin) printf '%b' "$2" >"$WORK/stdin"; input="$WORK/stdin"; shift 2 ;;
+      --expect) expect=$2; shift 2 ;;
+    esac
+  done
+  shift
+  local want got
+  want=$(run_on $EP "$input" "$@")
+  got=$(run_on $MP "$input" "$@")
+  if [ "$want" != "$got" ]; then
+    FAIL=$((FAIL+1)); echo "FAIL $name"
+    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
+  elif [ -n "$expect" ] && ! grep -Eq "$expect" <<<"$got"; then
+    FAIL=$((FAIL+1)); echo "FAIL $name (output does not match /$expect/)"; echo "$got" | sed 's/^/    /' | head -10
+  else
+    PASS=$((PASS+1)); echo "PASS $name"
+  fi
+}
+
+check put --expect '^OK' -- put foo bar
+check get --expect '^bar$' -- get foo
+check get-missing -- get nothing-here
+for k in a/1 a/2 a/3 b c/x c/y; do check "put-$k" -- put "$k" "value-of-$k"; done
+check get-prefix --expect 'a/3' -- get a/ --prefix
+check get-from-key -- get b --from-key
+check get-range -- get a/2 c
+check get-limit -- get a/ --prefix --limit 2
+check get-sort-desc -- get a/ --prefix --sort-by=KEY --order=DESCEND
+check get-sort-value -- get "" --prefix --sort-by=VALUE --order=ASCEND
+check get-sort-create -- get "" --prefix --sort-by=CREATE --order=DESCEND
+check get-sort-modify -- get "" --prefix --sort-by=MODIFY --order=ASCEND
+check get-keys-only -- get a/ --prefix --keys-only
+check get-count-only -- get a/ --prefix --count-only -w json
+check get-print-value-only -- get foo --print-value-only
+check put-overwrite -- put foo bar2
+check put-prev-kv --expect 'bar2' -- put foo bar3 --prev-kv
+check get-rev --expect '^bar$' -- get foo --rev=2
+check get-json -- get foo -w json
+check get-prefix-json -- get a/ --prefix -w json
+check get-future-rev --expect 'future revision' -- get foo --rev=1000
+check put-ignore-value -- put foo --ignore-value
+check put-ignore-value-missing --expect 'key not found' -- put missing --ignore-value
+check put-lease-unknown --expect 'lease not found' -- put foo x --lease=1234abcd
+check del -- del b
+check del-missing -- del b
+check del-prefix -- del a/ --prefix
+check del-prev-kv -- del c/x --prev-kv
+check del-range -- del c/ c0 --prev-kv
+check del-from-key-json -- del zz --from-key -w json
+check txn-success --stdin 'value("foo") = "bar3"\n\nput t1 yes\nget foo\n\nput t1 no\n\n' -- txn
+check txn-failure --stdin 'value("foo") = "nope"\n\nput t2 yes\n\nput t2 no\nget t2\n\n' -- txn
+check txn-compares --stdin 'version("foo") > "1"\nmod("foo") > "0"\ncreate("missing") = "0"\n\ndel t1\n\n\n' -- txn
+check txn-interactive --stdin 'value("t2") = "no"\n\nput t3 interactive\nget t3\n\nget t2\n\n' -- txn -i
+check txn-json --stdin 'value("t3") = "interactive"\n\nget t3\n\n\n' -- txn -w json
+check txn-duplicate --expect 'duplicate key' --stdin '\nput d 1\nput d 2\n\n\n' -- txn
+check compaction --expect 'compacted revision 5' -- compaction 5
+check get-compacted --expect 'has been compacted' -- get foo --rev=3
+check get-at-compacted-rev -- get foo --rev=5
+check compaction-again --expect 'has been compacted' -- compaction 4
+check compaction-physical -- compaction 8 --physical
+check compaction-future --expect 'future revision' -- compaction 100000
+check get-all-after-compaction -- get "" --prefix -w json
+check endpoint-health-shape --expect 'is healthy' -- endpoint health
+
+echo "$PASS passed, $FAIL failed"
+[ $FAIL -eq 0 ]

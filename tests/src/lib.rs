@@ -1,0 +1,205 @@
+//! The one harness every black-box test uses: start real `metastore-storaged` and
+//! `metastore-gateway` processes (already built; tests never build) or a real `etcd`, on free
+//! loopback ports, and stop them when the test ends.
+
+use anyhow::{Context, Result, bail};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use metastore_proto::etcdserverpb::kv_client::KvClient;
+
+/// Both engines; tests that must hold on every engine loop over this.
+pub const ENGINES: [&str; 2] = ["memory", "rocksdb"];
+
+/// Directory with the built binaries: the test executable lives in `<target>/<profile>/deps`.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("METASTORE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the binaries first (cargo build --workspace)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_port(port: u16, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{what} did not listen on port {port} within 30 s")
+}
+
+/// A process killed (SIGKILL) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One storaged and one gateway.
+pub struct Deployment {
+    pub engine: String,
+    pub dir: tempfile::TempDir,
+    pub storage_port: u16,
+    pub client_port: u16,
+    pub storaged: Option<Proc>,
+    pub gateway: Option<Proc>,
+}
+
+impl Deployment {
+    pub fn start(engine: &str) -> Result<Self> {
+        let mut d = Deployment {
+            engine: engine.to_string(),
+            dir: tempfile::tempdir()?,
+            storage_port: free_port()?,
+            client_port: free_port()?,
+            storaged: None,
+            gateway: None,
+        };
+        d.start_storaged()?;
+        d.start_gateway()?;
+        Ok(d)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn start_storaged(&mut self) -> Result<()> {
+        let peer = free_port()?;
+        let mut child = Command::new(binary("metastore-storaged")?)
+            .args(["--name", "s1", "--engine", &self.engine])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg(format!("--listen-storage-urls=http://127.0.0.1:{}", self.storage_port))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!("--initial-cluster=s1=http://127.0.0.1:{peer}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn storaged")?;
+        wait_port(self.storage_port, &mut child, "storaged")?;
+        self.storaged = Some(Proc(child));
+        Ok(())
+    }
+
+    pub fn start_gateway(&mut self) -> Result<()> {
+        let mut child = Command::new(binary("metastore-gateway")?)
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{}", self.client_port))
+            .arg(format!("--storage-endpoints=http://127.0.0.1:{}", self.storage_port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn gateway")?;
+        wait_port(self.client_port, &mut child, "gateway")?;
+        self.gateway = Some(Proc(child));
+        Ok(())
+    }
+
+    /// SIGKILL the storaged process (no chance to flush anything).
+    pub fn kill_storaged(&mut self) {
+        self.storaged = None;
+    }
+
+    pub fn kill_gateway(&mut self) {
+        self.gateway = None;
+    }
+
+    pub async fn client(&self) -> Result<etcd_client::Client> {
+        Ok(etcd_client::Client::connect([self.endpoint()], None).await?)
+    }
+
+    pub async fn kv(&self) -> Result<KvClient<tonic::transport::Channel>> {
+        connect_kv(&self.endpoint()).await
+    }
+}
+
+pub async fn connect_kv(endpoint: &str) -> Result<KvClient<tonic::transport::Channel>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match KvClient::connect(endpoint.to_string()).await {
+            Ok(c) => return Ok(c.max_decoding_message_size(64 << 20)),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A real etcd (Debian's `etcd` binary) on free ports, data in a temp dir.
+pub struct Etcd {
+    pub dir: tempfile::TempDir,
+    pub client_port: u16,
+    _proc: Proc,
+}
+
+impl Etcd {
+    pub fn start() -> Result<Self> {
+        let bin = which("etcd").context(
+            "the differential tests need a real etcd: apt-get install -y etcd-server",
+        )?;
+        let dir = tempfile::tempdir()?;
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut child = Command::new(bin)
+            .args(["--name", "diff"])
+            .arg("--data-dir")
+            .arg(dir.path().join("etcd"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .arg(format!("--initial-cluster=diff={peer}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn etcd")?;
+        wait_port(client_port, &mut child, "etcd")?;
+        Ok(Self {
+            dir,
+            client_port,
+            _proc: Proc(child),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
