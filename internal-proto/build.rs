@@ -6,7 +6,10 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=protos");
     println!("cargo:rerun-if-changed=../proto/protos");
-    let fds = protox::compile(["protos/metastore/storage.proto"], ["protos", "../proto/protos"])?;
+    let fds = protox::compile(
+        ["protos/metastore/storage.proto"],
+        ["protos", "../proto/protos"],
+    )?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("internal_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()

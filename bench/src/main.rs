@@ -75,7 +75,10 @@ async fn main() -> Result<()> {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                let k = key(seed as usize % key_space.min(per_client * 1000).max(1), key_size);
+                let k = key(
+                    seed as usize % key_space.min(per_client * 1000).max(1),
+                    key_size,
+                );
                 let t = Instant::now();
                 match cmd {
                     Cmd::Put => {
@@ -97,7 +100,11 @@ async fn main() -> Result<()> {
     }
     let elapsed = start.elapsed();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "{} requests, {} clients, {:.2}s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
         all.len(),

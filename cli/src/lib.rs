@@ -16,8 +16,13 @@ pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    serde_yaml_ng::from_str(&text)
-        .map_err(|e| format!("invalid config file {}: {}", path.display(), one_line(&e.to_string())))
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        format!(
+            "invalid config file {}: {}",
+            path.display(),
+            one_line(&e.to_string())
+        )
+    })
 }
 
 fn one_line(s: &str) -> String {

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Deserialize, Default, Debug)]
-#[command(name = "metastore-gateway", version, about = "MetaStore gateway: the etcd v3 API")]
+#[command(
+    name = "metastore-gateway",
+    version,
+    about = "MetaStore gateway: the etcd v3 API"
+)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Args {
     /// YAML file with any of these settings (keys are the flag names).

@@ -107,20 +107,72 @@ mod tests {
     #[test]
     fn every_variant_matches_etcd() {
         let table = [
-            (Error::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (Error::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
-            (Error::ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
-            (Error::LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
-            (Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (Error::InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
-            (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (Error::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (Error::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (
+                Error::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                Error::KeyNotFound,
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                Error::ValueProvided,
+                Code::InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                Error::LeaseProvided,
+                Code::InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
+            (
+                Error::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                Error::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                Error::InvalidSortOption,
+                Code::InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                Error::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                Error::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                Error::FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                Error::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
             (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
-            (Error::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
-            (Error::Timeout, Code::Unavailable, "etcdserver: request timed out"),
+            (
+                Error::NotLeader,
+                Code::FailedPrecondition,
+                "etcdserver: not leader",
+            ),
+            (
+                Error::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
         ];
         for (err, code, msg) in table {
             let status = err.to_status();
@@ -131,7 +183,12 @@ mod tests {
 
     #[test]
     fn storage_codes_map_to_etcd_errors() {
-        let e = |code: ErrorCode| Error::from(StorageError { code: code as i32, detail: String::new() });
+        let e = |code: ErrorCode| {
+            Error::from(StorageError {
+                code: code as i32,
+                detail: String::new(),
+            })
+        };
         assert_eq!(e(ErrorCode::Compacted), Error::Compacted);
         assert_eq!(e(ErrorCode::FutureRevision), Error::FutureRev);
         assert_eq!(e(ErrorCode::LeaseNotFound), Error::LeaseNotFound);

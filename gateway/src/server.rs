@@ -32,12 +32,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(kv)
             .add_service(health.clone())
             .add_service(reflection.clone());
-        tasks.spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async {
+        tasks.spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = tokio::signal::ctrl_c().await;
-            },
-        ));
+            }),
+        );
     }
     while let Some(res) = tasks.join_next().await {
         match res {

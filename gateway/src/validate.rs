@@ -30,8 +30,7 @@ pub fn range(r: &RangeRequest) -> Result<(), Error> {
     if r.key.is_empty() {
         return Err(Error::EmptyKey);
     }
-    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err()
-    {
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
         return Err(Error::InvalidSortOption);
     }
     Ok(())
@@ -204,13 +203,25 @@ mod tests {
 
     #[test]
     fn duplicate_keys() {
-        assert_eq!(check(vec![put_op("a"), put_op("a")]), Err(Error::DuplicateKey));
-        assert_eq!(check(vec![put_op("b"), del_op("a", "c")]), Err(Error::DuplicateKey));
-        assert_eq!(check(vec![put_op("a"), del_op("a", "")]), Err(Error::DuplicateKey));
+        assert_eq!(
+            check(vec![put_op("a"), put_op("a")]),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![put_op("b"), del_op("a", "c")]),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![put_op("a"), del_op("a", "")]),
+            Err(Error::DuplicateKey)
+        );
         assert_eq!(check(vec![del_op("a", "c"), del_op("b", "d")]), Ok(()));
         assert_eq!(check(vec![put_op("a"), put_op("b")]), Ok(()));
         // then/else of one nested txn may put the same key.
-        assert_eq!(check(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), Ok(()));
+        assert_eq!(
+            check(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]),
+            Ok(())
+        );
         assert_eq!(
             check(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]),
             Err(Error::DuplicateKey)
@@ -225,7 +236,10 @@ mod tests {
     fn op_limits_and_empty_ops() {
         let many: Vec<RequestOp> = (0..129).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(check(many), Err(Error::TooManyOps));
-        assert_eq!(check(vec![RequestOp { request: None }]), Err(Error::KeyNotFound));
+        assert_eq!(
+            check(vec![RequestOp { request: None }]),
+            Err(Error::KeyNotFound)
+        );
         let bad_compare = TxnRequest {
             compare: vec![Compare::default()],
             success: vec![],
@@ -247,10 +261,7 @@ mod tests {
         assert_eq!(put(&p("v", 0, true, false)), Err(Error::ValueProvided));
         assert_eq!(put(&p("", 5, false, true)), Err(Error::LeaseProvided));
         assert_eq!(put(&p("", 0, true, true)), Ok(()));
-        assert_eq!(
-            put(&PutRequest::default()),
-            Err(Error::EmptyKey)
-        );
+        assert_eq!(put(&PutRequest::default()), Err(Error::EmptyKey));
     }
 
     #[test]

@@ -30,4 +30,5 @@ pub mod v3electionpb {
 }
 
 /// Encoded `FileDescriptorSet` of every etcd proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptor.bin"));

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Deserialize, Default, Debug)]
-#[command(name = "metastore-storaged", version, about = "MetaStore storage member")]
+#[command(
+    name = "metastore-storaged",
+    version,
+    about = "MetaStore storage member"
+)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Args {
     /// YAML file with any of these settings (keys are the flag names).
@@ -90,11 +94,15 @@ impl Args {
             .unwrap_or_else(|| PathBuf::from("data").join(engine.as_str()).join(&name));
         let listen_storage = metastore_cli::parse_urls(
             "listen-storage-urls",
-            a.listen_storage_urls.as_deref().unwrap_or("http://127.0.0.1:2390"),
+            a.listen_storage_urls
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:2390"),
         )?;
         let listen_peer = metastore_cli::parse_urls(
             "listen-peer-urls",
-            a.listen_peer_urls.as_deref().unwrap_or("http://127.0.0.1:2380"),
+            a.listen_peer_urls
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:2380"),
         )?;
         let advertise_peer = a
             .initial_advertise_peer_urls

@@ -51,9 +51,14 @@ pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<String, Vec<String>>, S
             .split_once('=')
             .ok_or_else(|| format!("--initial-cluster entry {part:?} is not name=peerURL"))?;
         if name.is_empty() || url.is_empty() {
-            return Err(format!("--initial-cluster entry {part:?} is not name=peerURL"));
+            return Err(format!(
+                "--initial-cluster entry {part:?} is not name=peerURL"
+            ));
         }
-        members.entry(name.to_string()).or_default().push(url.to_string());
+        members
+            .entry(name.to_string())
+            .or_default()
+            .push(url.to_string());
     }
     if members.is_empty() {
         return Err("--initial-cluster is empty".into());
@@ -69,7 +74,10 @@ impl Identity {
                 "--initial-cluster has no member named {name:?} (the value of --name)"
             ));
         }
-        let ids: Vec<u64> = members.values().map(|urls| member_id(urls, token)).collect();
+        let ids: Vec<u64> = members
+            .values()
+            .map(|urls| member_id(urls, token))
+            .collect();
         Ok(Self {
             name: name.to_string(),
             member_id: member_id(&members[name], token),

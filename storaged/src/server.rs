@@ -43,10 +43,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let router = tonic::transport::Server::builder()
             .add_service(svc)
             .add_service(reflection.clone());
-        tasks.spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown_signal(),
-        ));
+        tasks.spawn(
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal()),
+        );
     }
     while let Some(res) = tasks.join_next().await {
         match res {

@@ -92,7 +92,11 @@ impl Storage for StorageService {
                 r
             }
             Err(e) => {
-                if matches!(e, NodeError::Task(_) | NodeError::Mvcc(MvccError::Engine(_) | MvccError::Corrupt(_))) {
+                if matches!(
+                    e,
+                    NodeError::Task(_)
+                        | NodeError::Mvcc(MvccError::Engine(_) | MvccError::Corrupt(_))
+                ) {
                     tracing::error!(error = %e, request_id = req.context.map(|c| c.request_id), "storage failure");
                 }
                 KvResult::Error(storage_error(&e))

@@ -37,28 +37,29 @@ etcd --name ref --data-dir "$WORK/etcd" \
   --listen-client-urls http://127.0.0.1:$EP --advertise-client-urls http://127.0.0.1:$EP \
   --listen-peer-urls http://127.0.0.1:$EPP --initial-advertise-peer-urls http://127.0.0.1:$EPP \
   --initial-cluster ref=http://127.0.0.1:$EPP >"$WORK/etcd.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown
 SP=$(port); PP=$(port); MP=$(port)
 "$BIN_DIR/metastore-storaged" --name s1 --engine "$ENGINE" --data-dir "$WORK/ms" \
   --listen-storage-urls http://127.0.0.1:$SP --listen-peer-urls http://127.0.0.1:$PP \
   --initial-advertise-peer-urls http://127.0.0.1:$PP --initial-cluster s1=http://127.0.0.1:$PP \
   >"$WORK/storaged.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown
 wait_port $SP
 "$BIN_DIR/metastore-gateway" --listen-client-urls http://127.0.0.1:$MP \
   --storage-endpoints http://127.0.0.1:$SP >"$WORK/gateway.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown
 wait_port $EP; wait_port $MP
 
 PASS=0; FAIL=0
-# Member-specific fields differ between any two clusters; everything else must not.
+# Member-specific fields (and the client's own log timestamps and connection ids) differ
+# between any two runs; everything else must not.
 normalize() {
   python3 -c '
 import json, re, sys
 text = sys.stdin.read()
 def scrub(o):
     if isinstance(o, dict):
-        return {k: scrub(v) for k, v in o.items() if k not in ("cluster_id", "member_id", "raft_term")}
+        return {k: scrub(v) for k, v in o.items() if k not in ("cluster_id", "member_id", "raft_term", "ts", "target")}
     if isinstance(o, list):
         return [scrub(v) for v in o]
     return o

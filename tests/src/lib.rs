@@ -101,9 +101,14 @@ impl Deployment {
             .args(["--name", "s1", "--engine", &self.engine])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
-            .arg(format!("--listen-storage-urls=http://127.0.0.1:{}", self.storage_port))
+            .arg(format!(
+                "--listen-storage-urls=http://127.0.0.1:{}",
+                self.storage_port
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
             .arg(format!("--initial-cluster=s1=http://127.0.0.1:{peer}"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -116,8 +121,14 @@ impl Deployment {
 
     pub fn start_gateway(&mut self) -> Result<()> {
         let mut child = Command::new(binary("metastore-gateway")?)
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{}", self.client_port))
-            .arg(format!("--storage-endpoints=http://127.0.0.1:{}", self.storage_port))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{}",
+                self.client_port
+            ))
+            .arg(format!(
+                "--storage-endpoints=http://127.0.0.1:{}",
+                self.storage_port
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -165,9 +176,8 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Result<Self> {
-        let bin = which("etcd").context(
-            "the differential tests need a real etcd: apt-get install -y etcd-server",
-        )?;
+        let bin = which("etcd")
+            .context("the differential tests need a real etcd: apt-get install -y etcd-server")?;
         let dir = tempfile::tempdir()?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
@@ -177,8 +187,18 @@ impl Etcd {
             .args(["--name", "diff"])
             .arg("--data-dir")
             .arg(dir.path().join("etcd"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .arg(format!("--initial-cluster=diff={peer}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,13 +6,19 @@ use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> Result<(bool, String)> {
     let out = Command::new(binary(bin)?).args(args).output()?;
-    Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
 }
 
 fn assert_one_line_failure((ok, stderr): (bool, String), needle: &str) {
     assert!(!ok, "must exit non-zero");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "{stderr:?} should mention {needle:?}");
+    assert!(
+        stderr.contains(needle),
+        "{stderr:?} should mention {needle:?}"
+    );
 }
 
 #[test]
@@ -20,7 +26,10 @@ fn unknown_engine() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().to_string_lossy().into_owned();
     assert_one_line_failure(
-        run("metastore-storaged", &["--engine", "leveldb", "--data-dir", &data])?,
+        run(
+            "metastore-storaged",
+            &["--engine", "leveldb", "--data-dir", &data],
+        )?,
         "unknown engine",
     );
     Ok(())
@@ -36,7 +45,14 @@ fn port_in_use() -> Result<()> {
     assert_one_line_failure(
         run(
             "metastore-storaged",
-            &["--engine", "memory", "--data-dir", &data, "--listen-storage-urls", &url],
+            &[
+                "--engine",
+                "memory",
+                "--data-dir",
+                &data,
+                "--listen-storage-urls",
+                &url,
+            ],
         )?,
         "cannot listen",
     );
@@ -44,7 +60,12 @@ fn port_in_use() -> Result<()> {
     assert_one_line_failure(
         run(
             "metastore-gateway",
-            &["--listen-client-urls", &url, "--storage-endpoints", &storage],
+            &[
+                "--listen-client-urls",
+                &url,
+                "--storage-endpoints",
+                &storage,
+            ],
         )?,
         "cannot listen",
     );
@@ -61,7 +82,14 @@ fn unusable_data_dir() -> Result<()> {
     assert_one_line_failure(
         run(
             "metastore-storaged",
-            &["--engine", "rocksdb", "--data-dir", &data, "--listen-storage-urls", &url],
+            &[
+                "--engine",
+                "rocksdb",
+                "--data-dir",
+                &data,
+                "--listen-storage-urls",
+                &url,
+            ],
         )?,
         "data dir",
     );
@@ -74,8 +102,14 @@ fn config_file_and_bad_keys() -> Result<()> {
     let cfg = dir.path().join("storaged.yaml");
     std::fs::write(&cfg, "engine: nosuch\n")?;
     let cfg_s = cfg.to_string_lossy().into_owned();
-    assert_one_line_failure(run("metastore-storaged", &["--config", &cfg_s])?, "unknown engine");
+    assert_one_line_failure(
+        run("metastore-storaged", &["--config", &cfg_s])?,
+        "unknown engine",
+    );
     std::fs::write(&cfg, "no-such-setting: 1\n")?;
-    assert_one_line_failure(run("metastore-storaged", &["--config", &cfg_s])?, "invalid config file");
+    assert_one_line_failure(
+        run("metastore-storaged", &["--config", &cfg_s])?,
+        "invalid config file",
+    );
     Ok(())
 }

@@ -27,11 +27,15 @@ impl KvService {
 
 /// A txn made only of serializable ranges may be served by any member (etcd's rule).
 fn txn_consistency(t: &TxnRequest) -> Consistency {
-    let serializable = t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(OpRequest::RequestRange(r)) => r.serializable,
-        Some(OpRequest::RequestTxn(t)) => txn_consistency(t) == Consistency::Serializable,
-        _ => false,
-    });
+    let serializable = t
+        .success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(OpRequest::RequestRange(r)) => r.serializable,
+            Some(OpRequest::RequestTxn(t)) => txn_consistency(t) == Consistency::Serializable,
+            _ => false,
+        });
     if serializable {
         Consistency::Serializable
     } else {
@@ -54,7 +58,10 @@ macro_rules! expect {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let r = request.into_inner();
         validate::range(&r)?;
         let consistency = if r.serializable {
@@ -69,7 +76,12 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::put(&r)?;
         validate::size(&r, &self.limits)?;
-        expect!(self.upstream.kv(Consistency::Linearizable, Op::Put(r)).await?, Put)
+        expect!(
+            self.upstream
+                .kv(Consistency::Linearizable, Op::Put(r))
+                .await?,
+            Put
+        )
     }
 
     async fn delete_range(
@@ -80,7 +92,9 @@ impl Kv for KvService {
         validate::delete_range(&r)?;
         validate::size(&r, &self.limits)?;
         expect!(
-            self.upstream.kv(Consistency::Linearizable, Op::DeleteRange(r)).await?,
+            self.upstream
+                .kv(Consistency::Linearizable, Op::DeleteRange(r))
+                .await?,
             DeleteRange
         )
     }
@@ -99,7 +113,9 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let r = request.into_inner();
         expect!(
-            self.upstream.kv(Consistency::Linearizable, Op::Compact(r)).await?,
+            self.upstream
+                .kv(Consistency::Linearizable, Op::Compact(r))
+                .await?,
             Compact
         )
     }

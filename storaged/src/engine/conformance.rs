@@ -37,17 +37,35 @@ fn tables_are_separate(e: &dyn Engine) {
     b.put(Table::Meta, b"k".to_vec(), b"meta".to_vec());
     e.write(b).expect("write");
     assert_eq!(e.get(Table::Key, b"k").expect("get"), Some(b"key".to_vec()));
-    assert_eq!(e.get(Table::Meta, b"k").expect("get"), Some(b"meta".to_vec()));
+    assert_eq!(
+        e.get(Table::Meta, b"k").expect("get"),
+        Some(b"meta".to_vec())
+    );
 }
 
 fn scan_is_ordered_and_bounded(e: &dyn Engine) {
-    e.write(batch(&[(b"c", b""), (b"a", b""), (b"b", b""), (b"\xff", b""), (b"ab", b"")]))
-        .expect("write");
+    e.write(batch(&[
+        (b"c", b""),
+        (b"a", b""),
+        (b"b", b""),
+        (b"\xff", b""),
+        (b"ab", b""),
+    ]))
+    .expect("write");
     assert_eq!(
         collect(e, Table::Key, b"", None),
-        vec![b"a".to_vec(), b"ab".to_vec(), b"b".to_vec(), b"c".to_vec(), b"\xff".to_vec()]
+        vec![
+            b"a".to_vec(),
+            b"ab".to_vec(),
+            b"b".to_vec(),
+            b"c".to_vec(),
+            b"\xff".to_vec()
+        ]
     );
-    assert_eq!(collect(e, Table::Key, b"ab", Some(b"c")), vec![b"ab".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        collect(e, Table::Key, b"ab", Some(b"c")),
+        vec![b"ab".to_vec(), b"b".to_vec()]
+    );
     assert!(collect(e, Table::Key, b"c", Some(b"a")).is_empty());
     let mut first = Vec::new();
     e.scan(Table::Key, b"", None, &mut |k, _| {
@@ -122,7 +140,10 @@ fn rocksdb_survives_reopen() {
         e.write(batch(&[(b"durable", b"yes")])).expect("write");
     }
     let e = open(EngineKind::Rocksdb, dir.path()).expect("reopen");
-    assert_eq!(e.get(Table::Key, b"durable").expect("get"), Some(b"yes".to_vec()));
+    assert_eq!(
+        e.get(Table::Key, b"durable").expect("get"),
+        Some(b"yes".to_vec())
+    );
 }
 
 #[test]

@@ -47,9 +47,11 @@ impl RocksEngine {
         if let Some(s) = snapshot {
             ro.set_snapshot(s);
         }
-        let iter = self
-            .db
-            .iterator_cf_opt(self.cf(table)?, ro, IteratorMode::From(start, Direction::Forward));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(table)?,
+            ro,
+            IteratorMode::From(start, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item.map_err(backend)?;
             if !visit(&k, &v) {

@@ -56,10 +56,10 @@ impl KeyIndex {
     ) {
         let bounds: (Bound<&[u8]>, Bound<&[u8]>) = match range {
             KeyRange::Single(k) => {
-                if let Some((k, e)) = self.keys.get_key_value(k.as_slice()) {
-                    if let Some(e) = live_at(e, at) {
-                        visit(k, e);
-                    }
+                if let Some((k, e)) = self.keys.get_key_value(k.as_slice())
+                    && let Some(e) = live_at(e, at)
+                {
+                    visit(k, e);
                 }
                 return;
             }
@@ -68,10 +68,10 @@ impl KeyIndex {
             KeyRange::Between(s, e) => (Bound::Included(s), Bound::Excluded(e)),
         };
         for (k, history) in self.keys.range::<[u8], _>(bounds) {
-            if let Some(e) = live_at(history, at) {
-                if !visit(k, e) {
-                    return;
-                }
+            if let Some(e) = live_at(history, at)
+                && !visit(k, e)
+            {
+                return;
             }
         }
     }
@@ -141,13 +141,18 @@ impl KeyIndex {
             if n == 0 {
                 return true;
             }
-            let drop = if history[n - 1].is_tombstone() { n } else { n - 1 };
+            let drop = if history[n - 1].is_tombstone() {
+                n
+            } else {
+                n - 1
+            };
             removed.extend(history.drain(..drop).map(|e| (e.rev, e.is_tombstone())));
             !history.is_empty()
         });
         removed
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
     }

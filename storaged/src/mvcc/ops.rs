@@ -10,7 +10,7 @@ use metastore_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Targe
 use metastore_proto::etcdserverpb::request_op::Request;
 use metastore_proto::etcdserverpb::response_op::Response;
 use metastore_proto::etcdserverpb::{
-    Compare, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
     TxnRequest, TxnResponse,
 };
@@ -35,11 +35,14 @@ fn check_lease(lease: i64) -> Result<(), MvccError> {
 /// True when every op in both branches (recursively) is a Range: such a txn changes nothing
 /// and is served as a read.
 pub fn is_read_only_txn(req: &TxnRequest) -> bool {
-    req.success.iter().chain(&req.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(_)) => true,
-        Some(Request::RequestTxn(t)) => is_read_only_txn(t),
-        _ => false,
-    })
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(t)) => is_read_only_txn(t),
+            _ => false,
+        })
 }
 
 /// Serves a read-only txn (see [`is_read_only_txn`]) from a read view.
@@ -71,7 +74,10 @@ impl WriteTxn<'_> {
         txn(self, req)
     }
 
-    pub fn apply_compact(&mut self, req: &CompactionRequest) -> Result<CompactionResponse, MvccError> {
+    pub fn apply_compact(
+        &mut self,
+        req: &CompactionRequest,
+    ) -> Result<CompactionResponse, MvccError> {
         self.compact(req.revision)?;
         Ok(CompactionResponse {
             header: header(self.visible_revision()),
@@ -99,7 +105,9 @@ impl TxnTarget for ReadTxn<'_> {
         Err(MvccError::InvalidRequest("put in a read-only txn".into()))
     }
     fn delete(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
-        Err(MvccError::InvalidRequest("delete in a read-only txn".into()))
+        Err(MvccError::InvalidRequest(
+            "delete in a read-only txn".into(),
+        ))
     }
 }
 
@@ -125,7 +133,11 @@ fn exec_put(w: &mut WriteTxn<'_>, req: &PutRequest) -> Result<PutResponse, MvccE
     let (value, lease) = match (&prev, req.ignore_value, req.ignore_lease) {
         (None, true, _) | (None, _, true) => return Err(MvccError::KeyNotFound),
         (Some(p), iv, il) => (
-            if iv { p.value.clone() } else { req.value.clone() },
+            if iv {
+                p.value.clone()
+            } else {
+                req.value.clone()
+            },
             if il { p.lease } else { req.lease },
         ),
         (None, false, false) => (req.value.clone(), req.lease),
@@ -156,7 +168,11 @@ struct TxnPath {
 }
 
 fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
-    if succeeded { &req.success } else { &req.failure }
+    if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    }
 }
 
 fn compare_path(view: &impl KvView, req: &TxnRequest) -> Result<TxnPath, MvccError> {

@@ -92,7 +92,11 @@ pub(super) fn range(view: &impl KvView, req: &RangeRequest) -> Result<RangeRespo
             };
             hits.sort_by(|(ka, a), (kb, b)| directed(order, field(a, ka).cmp(&field(b, kb))));
         }
-        let take = if limit > 0 { hits.len().min(limit) } else { hits.len() };
+        let take = if limit > 0 {
+            hits.len().min(limit)
+        } else {
+            hits.len()
+        };
         kvs = hits[..take]
             .iter()
             .map(|(_, e)| view.value(e.rev))

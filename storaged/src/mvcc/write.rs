@@ -47,12 +47,10 @@ impl WriteTxn<'_> {
     /// Deletes every live key in `range`; returns the deleted records (their last values).
     pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError> {
         let mut keys = Vec::new();
-        self.state
-            .index
-            .range(range, i64::MAX, |k, e| {
-                keys.push((k.to_vec(), e.rev));
-                true
-            });
+        self.state.index.range(range, i64::MAX, |k, e| {
+            keys.push((k.to_vec(), e.rev));
+            true
+        });
         let mut deleted = Vec::with_capacity(keys.len());
         for (key, live_rev) in keys {
             deleted.push(self.value(live_rev)?);
