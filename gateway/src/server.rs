@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::etcd::kv::KvService;
 use crate::upstream::Upstream;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// etcd's gRPC receive limit: `--max-request-bytes` plus 512 KiB of slack.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -32,11 +32,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(kv)
             .add_service(health.clone())
             .add_service(reflection.clone());
-        tasks.spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        tasks.spawn(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
                 let _ = tokio::signal::ctrl_c().await;
-            }),
-        );
+            },
+        ));
     }
     while let Some(res) = tasks.join_next().await {
         match res {

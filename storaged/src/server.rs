@@ -8,7 +8,7 @@ use crate::node::Node;
 use crate::service::StorageService;
 use metastore_internal_proto::storage::storage_server::StorageServer;
 use std::sync::Arc;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Largest internal message: an etcd request at the gateway's limit plus envelope slack.
 const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
@@ -43,10 +43,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let router = tonic::transport::Server::builder()
             .add_service(svc)
             .add_service(reflection.clone());
-        tasks.spawn(
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal()),
-        );
+        tasks.spawn(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown_signal(),
+        ));
     }
     while let Some(res) = tasks.join_next().await {
         match res {
