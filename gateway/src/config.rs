@@ -1,11 +1,13 @@
 //! Gateway settings: flags (etcd's names where the meaning is the same), `METASTORE_*`
 //! environment variables, a YAML `--config` file, then defaults.
 
+use crate::etcd::watch::WatchLimits;
 use crate::validate::Limits;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Deserialize, Default, Debug)]
 #[command(
@@ -34,6 +36,16 @@ pub struct Args {
     /// Most operations in one txn [default: 128].
     #[arg(long, env = "METASTORE_MAX_TXN_OPS")]
     pub max_txn_ops: Option<usize>,
+    /// Most watchers on one client stream [default: 50000].
+    #[arg(long, env = "METASTORE_MAX_WATCHERS_PER_STREAM")]
+    pub max_watchers_per_stream: Option<usize>,
+    /// Most watchers on this gateway [default: 200000].
+    #[arg(long, env = "METASTORE_MAX_WATCHERS")]
+    pub max_watchers: Option<usize>,
+    /// Idle interval before a progress_notify watcher gets a progress response, e.g. 10m,
+    /// 30s, 500ms [default: 10m; at least 100ms].
+    #[arg(long, env = "METASTORE_WATCH_PROGRESS_NOTIFY_INTERVAL")]
+    pub watch_progress_notify_interval: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -45,6 +57,7 @@ pub struct Config {
     pub advertise_client_urls: Vec<String>,
     pub storage_endpoints: Vec<String>,
     pub limits: Limits,
+    pub watch: WatchLimits,
     pub log_level: String,
 }
 
@@ -57,6 +70,13 @@ impl Args {
             storage_endpoints: self.storage_endpoints.or(file.storage_endpoints),
             max_request_bytes: self.max_request_bytes.or(file.max_request_bytes),
             max_txn_ops: self.max_txn_ops.or(file.max_txn_ops),
+            max_watchers_per_stream: self
+                .max_watchers_per_stream
+                .or(file.max_watchers_per_stream),
+            max_watchers: self.max_watchers.or(file.max_watchers),
+            watch_progress_notify_interval: self
+                .watch_progress_notify_interval
+                .or(file.watch_progress_notify_interval),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -82,8 +102,23 @@ impl Args {
         if limits.max_txn_ops == 0 {
             return Err("--max-txn-ops must be at least 1".into());
         }
+        let progress_interval = match a.watch_progress_notify_interval.as_deref() {
+            None => Duration::from_secs(600),
+            Some(s) => parse_duration(s).ok_or_else(|| {
+                format!("--watch-progress-notify-interval {s:?}: expected a duration like 10m, 30s or 500ms")
+            })?,
+        }
+        .max(Duration::from_millis(100));
+        let watch = WatchLimits {
+            per_stream: a.max_watchers_per_stream.unwrap_or(50_000),
+            per_gateway: a.max_watchers.unwrap_or(200_000),
+            progress_interval,
+            // etcd's gRPC receive limit: --max-request-bytes plus 512 KiB.
+            fragment_bytes: limits.max_request_bytes + 512 * 1024,
+        };
         Ok(Config {
             listen_client,
+            watch,
             advertise_client_urls: split(&advertise),
             storage_endpoints: split(&storage),
             limits,
@@ -92,10 +127,42 @@ impl Args {
     }
 }
 
+/// `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return None,
+    })
+}
+
 fn split(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(String::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
 }

@@ -2,8 +2,10 @@
 
 use crate::config::Config;
 use crate::etcd::kv::KvService;
+use crate::etcd::watch::WatchService;
 use crate::upstream::Upstream;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
+use metastore_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::server::TcpIncoming;
 
 /// etcd's gRPC receive limit: `--max-request-bytes` plus 512 KiB of slack.
@@ -21,15 +23,21 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv_service = std::sync::Arc::new(KvService::new(upstream.clone(), cfg.limits));
+    let watch_service = std::sync::Arc::new(WatchService::new(upstream.clone(), cfg.watch));
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, storage = ?cfg.storage_endpoints, advertise = ?cfg.advertise_client_urls, "serving etcd clients");
-        let kv = KvServer::new(KvService::new(upstream.clone(), cfg.limits))
+        let kv = KvServer::from_arc(kv_service.clone())
+            .max_decoding_message_size(recv_limit)
+            .max_encoding_message_size(usize::MAX);
+        let watch = WatchServer::from_arc(watch_service.clone())
             .max_decoding_message_size(recv_limit)
             .max_encoding_message_size(usize::MAX);
         let router = tonic::transport::Server::builder()
             .add_service(kv)
+            .add_service(watch)
             .add_service(health.clone())
             .add_service(reflection.clone());
         tasks.spawn(router.serve_with_incoming_shutdown(

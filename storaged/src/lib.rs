@@ -6,6 +6,7 @@
 //! - [`state_machine`]: applies log entries to the store, recording the applied index
 //!   atomically with the data.
 //! - [`mvcc`]: etcd's revisioned key-value model, independent of the engine.
+//! - [`watch`]: the watch hub: live fan-out of committed changes, history catch-up.
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
 //!
 //! [`identity`] derives member and cluster ids; [`config`] reads settings; [`server`] wires it
@@ -19,3 +20,4 @@ pub mod node;
 pub mod server;
 pub mod service;
 pub mod state_machine;
+pub mod watch;

@@ -6,6 +6,7 @@ use crate::identity::Identity;
 use crate::mvcc::Store;
 use crate::node::Node;
 use crate::service::StorageService;
+use crate::watch::WatchHub;
 use metastore_internal_proto::storage::storage_server::StorageServer;
 use std::sync::Arc;
 use tonic::transport::server::TcpIncoming;
@@ -17,7 +18,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
     let listeners = metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
     let engine = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
-    let store = Store::open(engine).map_err(|e| format!("cannot open store: {e}"))?;
+    let hub = Arc::new(WatchHub::new());
+    let store = Store::open_observed(engine, Some(hub.clone()))
+        .map_err(|e| format!("cannot open store: {e}"))?;
     tracing::info!(
         name = %cfg.name,
         engine = %cfg.engine,
@@ -37,7 +40,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving storage RPC");
-        let svc = StorageServer::new(StorageService::new(node.clone()))
+        let svc = StorageServer::new(StorageService::new(node.clone(), hub.clone()))
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
             .max_encoding_message_size(usize::MAX);
         let router = tonic::transport::Server::builder()

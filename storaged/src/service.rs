@@ -4,32 +4,73 @@
 use crate::mvcc::{self, MvccError};
 use crate::node::{Node, NodeError};
 use crate::state_machine::{Applied, Command};
+use crate::watch::{self, WatchHub};
+use futures::{Stream, StreamExt};
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_server::Storage;
+use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
+use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, StorageError,
+    WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
+use std::pin::Pin;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Responses buffered per watcher between its task and the gRPC stream.
+const WATCH_OUT_QUEUE: usize = 16;
 
 pub struct StorageService {
     node: Arc<Node>,
+    hub: Arc<WatchHub>,
+}
+
+/// Fills the member-specific header fields; the revision comes from the operation.
+#[derive(Clone, Copy)]
+struct Stamp {
+    cluster_id: u64,
+    member_id: u64,
+    raft_term: u64,
+}
+
+impl Stamp {
+    fn apply(self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(Default::default);
+        h.cluster_id = self.cluster_id;
+        h.member_id = self.member_id;
+        h.raft_term = self.raft_term;
+    }
+
+    fn apply_watch(self, m: &mut WatchUpstreamResponse) {
+        match &mut m.kind {
+            Some(Kind::Created(x)) => self.apply(&mut x.header),
+            Some(Kind::Events(x)) => self.apply(&mut x.header),
+            Some(Kind::Progress(x)) => self.apply(&mut x.header),
+            Some(Kind::Compacted(x)) => self.apply(&mut x.header),
+            None => {}
+        }
+    }
 }
 
 impl StorageService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, hub: Arc<WatchHub>) -> Self {
+        Self { node, hub }
     }
 
-    /// Completes a top-level header: the revision comes from the operation, the rest from
-    /// this member.
+    fn stamp_values(&self) -> Stamp {
+        Stamp {
+            cluster_id: self.node.identity().cluster_id,
+            member_id: self.node.identity().member_id,
+            raft_term: self.node.raft_term(),
+        }
+    }
+
     fn stamp(&self, header: &mut Option<ResponseHeader>) {
-        let h = header.get_or_insert_with(Default::default);
-        h.cluster_id = self.node.identity().cluster_id;
-        h.member_id = self.node.identity().member_id;
-        h.raft_term = self.node.raft_term();
+        self.stamp_values().apply(header);
     }
 
     async fn execute(&self, op: Op) -> Result<KvResult, NodeError> {
@@ -74,6 +115,36 @@ fn storage_error(e: &NodeError) -> StorageError {
 
 #[tonic::async_trait]
 impl Storage for StorageService {
+    type WatchStream =
+        Pin<Box<dyn Stream<Item = Result<WatchUpstreamResponse, Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchUpstreamRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut inbound = request.into_inner();
+        let start = match inbound.message().await? {
+            Some(WatchUpstreamRequest {
+                request: Some(WatchAsk::Start(start)),
+            }) => start,
+            _ => return Err(Status::invalid_argument("a watch must begin with start")),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_OUT_QUEUE);
+        watch::spawn(
+            self.hub.clone(),
+            self.node.store().clone(),
+            start,
+            inbound,
+            tx,
+        );
+        let stamp = self.stamp_values();
+        let stream = ReceiverStream::new(rx).map(move |mut m| {
+            stamp.apply_watch(&mut m);
+            Ok(m)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn kv(&self, request: Request<KvRequest>) -> Result<Response<KvResponse>, Status> {
         let req = request.into_inner();
         let Some(op) = req.op else {

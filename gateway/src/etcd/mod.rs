@@ -1,3 +1,4 @@
 //! The etcd v3 gRPC services. Handlers are thin: validate, make one upstream call, return.
 
 pub mod kv;
+pub mod watch;

@@ -6,10 +6,12 @@
 //! - [`write`]: puts and deletes inside one write transaction (one main revision).
 //! - [`ops`]: etcd request semantics (Put, DeleteRange, Txn, Compact) on top of the two.
 //! - [`compact`]: compaction of the index and the engine.
+//! - [`history`]: past changes as watch events, for watchers catching up.
 
 mod codec;
 mod compact;
 mod error;
+mod history;
 mod key_index;
 mod key_range;
 mod ops;
@@ -22,7 +24,8 @@ mod write;
 mod model_test;
 
 pub use error::MvccError;
+pub use history::History;
 pub use key_range::KeyRange;
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
-pub use store::{ReadTxn, Store, WriteTxn};
+pub use store::{CommitObserver, ReadTxn, Store, WriteTxn};

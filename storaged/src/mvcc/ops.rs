@@ -142,10 +142,11 @@ fn exec_put(w: &mut WriteTxn<'_>, req: &PutRequest) -> Result<PutResponse, MvccE
         ),
         (None, false, false) => (req.value.clone(), req.lease),
     };
-    w.put(&req.key, value, lease);
+    let prev_kv = if req.prev_kv { prev.clone() } else { None };
+    w.put(&req.key, value, lease, prev);
     Ok(PutResponse {
         header: header(w.visible_revision()),
-        prev_kv: if req.prev_kv { prev } else { None },
+        prev_kv,
     })
 }
 

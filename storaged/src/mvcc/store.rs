@@ -7,7 +7,7 @@ use super::error::MvccError;
 use super::key_index::KeyIndex;
 use super::revision::Revision;
 use crate::engine::{Engine, Table, WriteBatch};
-use metastore_proto::mvccpb::KeyValue;
+use metastore_proto::mvccpb::{Event, KeyValue};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,19 +23,42 @@ pub(super) struct State {
     pub applied: u64,
 }
 
+/// Told about every committed change, in revision order, while the store's write lock is
+/// still held: nothing can be read or registered between the commit and the notification.
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, revision: i64, events: &[Event]);
+}
+
 pub struct Store {
     pub(super) engine: Arc<dyn Engine>,
     pub(super) state: RwLock<State>,
+    observer: Option<Arc<dyn CommitObserver>>,
 }
 
 impl Store {
     /// Opens the store on `engine`, rebuilding the key index from what the engine holds.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Self, MvccError> {
+        Self::open_observed(engine, None)
+    }
+
+    /// Like [`Store::open`], with `observer` told of every commit (the watch hub).
+    pub fn open_observed(
+        engine: Arc<dyn Engine>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self, MvccError> {
         let state = recover(engine.as_ref())?;
         Ok(Self {
             engine,
             state: RwLock::new(state),
+            observer,
         })
+    }
+
+    /// Runs `f` with the current and compacted revisions while holding the read lock, so no
+    /// write commits (and no commit is observed) until `f` returns.
+    pub fn with_revisions<T>(&self, f: impl FnOnce(i64, i64) -> T) -> T {
+        let state = self.state.read();
+        f(state.current, state.compacted)
     }
 
     pub fn engine(&self) -> &dyn Engine {
@@ -73,7 +96,7 @@ impl Store {
         let result = f(&mut txn);
         match result {
             Ok(v) => {
-                txn.commit(applied)?;
+                txn.commit(applied, self.observer.as_deref())?;
                 Ok(v)
             }
             Err(e) => {
@@ -171,6 +194,7 @@ pub struct WriteTxn<'a> {
     pub(super) pending: HashMap<Revision, KeyValue>,
     pub(super) batch: WriteBatch,
     pub(super) touched: Vec<Vec<u8>>,
+    pub(super) events: Vec<Event>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -184,6 +208,7 @@ impl<'a> WriteTxn<'a> {
             pending: HashMap::new(),
             batch: WriteBatch::default(),
             touched: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -197,7 +222,11 @@ impl<'a> WriteTxn<'a> {
         self.begin + 1
     }
 
-    fn commit(mut self, applied: u64) -> Result<(), MvccError> {
+    fn commit(
+        mut self,
+        applied: u64,
+        observer: Option<&dyn CommitObserver>,
+    ) -> Result<(), MvccError> {
         if self.changed() {
             let rev = self.write_revision();
             self.batch
@@ -214,6 +243,9 @@ impl<'a> WriteTxn<'a> {
         }
         if self.changed() {
             self.state.current = self.write_revision();
+            if let Some(observer) = observer {
+                observer.committed(self.state.current, &self.events);
+            }
         }
         if applied > 0 {
             self.state.applied = applied;

@@ -8,7 +8,8 @@ use super::key_range::KeyRange;
 use super::revision::Revision;
 use super::store::{KvView, WriteTxn};
 use crate::engine::Table;
-use metastore_proto::mvccpb::KeyValue;
+use metastore_proto::mvccpb::event::EventType;
+use metastore_proto::mvccpb::{Event, KeyValue};
 
 impl WriteTxn<'_> {
     fn next_revision(&mut self) -> Revision {
@@ -25,8 +26,15 @@ impl WriteTxn<'_> {
         }
     }
 
-    /// Writes `key = value` with `lease` and returns the new record.
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> KeyValue {
+    /// Writes `key = value` with `lease` and returns the new record. `prev` is the key's
+    /// current record (the caller has read it already); it becomes the event's `prev_kv`.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) -> KeyValue {
         let rev = self.next_revision();
         let entry = self.state.index.put(key, rev, lease);
         let kv = KeyValue {
@@ -41,6 +49,11 @@ impl WriteTxn<'_> {
             .put(Table::Key, rev.to_key(false), codec::encode_kv(&kv));
         self.pending.insert(rev, kv.clone());
         self.touched.push(key.to_vec());
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv.clone()),
+            prev_kv: prev,
+        });
         kv
     }
 
@@ -53,7 +66,7 @@ impl WriteTxn<'_> {
         });
         let mut deleted = Vec::with_capacity(keys.len());
         for (key, live_rev) in keys {
-            deleted.push(self.value(live_rev)?);
+            let prev = self.value(live_rev)?;
             let rev = self.next_revision();
             self.state.index.tombstone(&key, rev);
             let tomb = KeyValue {
@@ -64,6 +77,12 @@ impl WriteTxn<'_> {
             self.batch
                 .put(Table::Key, rev.to_key(true), codec::encode_kv(&tomb));
             self.touched.push(key);
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tomb),
+                prev_kv: Some(prev.clone()),
+            });
+            deleted.push(prev);
         }
         Ok(deleted)
     }

@@ -1,0 +1,101 @@
+//! Past changes read back as watch events, for watchers that start in the past or fell
+//! behind. Records are stored by revision, so a revision window is one ordered engine scan.
+
+use super::codec;
+use super::error::MvccError;
+use super::key_range::KeyRange;
+use super::revision::Revision;
+use super::store::{KvView, Store};
+use crate::engine::Table;
+use metastore_proto::mvccpb::event::EventType;
+use metastore_proto::mvccpb::{Event, KeyValue};
+
+/// Events of a window of whole revisions.
+#[derive(Debug, Default)]
+pub struct History {
+    pub events: Vec<Event>,
+    /// Last revision the window covers (events up to here are complete).
+    pub last: i64,
+    /// Store revision when the window was read.
+    pub current: i64,
+}
+
+impl Store {
+    /// Events in `range` of revisions `from ..= min(from + max_revisions - 1, current)`.
+    /// Fails with `Compacted` when `from` is below the compacted revision.
+    pub fn history(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        max_revisions: i64,
+        prev_kv: bool,
+    ) -> Result<History, MvccError> {
+        let view = self.read();
+        let current = view.visible_revision();
+        if from < view.compacted_revision() {
+            return Err(MvccError::Compacted);
+        }
+        let from = from.max(1);
+        let last = current.min(from.saturating_add(max_revisions.max(1) - 1));
+        let mut history = History {
+            events: Vec::new(),
+            last: last.max(from - 1),
+            current,
+        };
+        if from > last {
+            return Ok(history);
+        }
+        let start = Revision::new(from, 0).to_key(false);
+        let end = Revision::new(last + 1, 0).to_key(false);
+        let mut records = Vec::new();
+        let mut failure = None;
+        self.engine()
+            .scan(Table::Key, &start, Some(&end), &mut |k, v| match (
+                Revision::from_key(k),
+                codec::decode_kv(v),
+            ) {
+                (Some((rev, tomb)), Ok(kv)) => {
+                    if range.contains(&kv.key) {
+                        records.push((rev, tomb, kv));
+                    }
+                    true
+                }
+                (None, _) => {
+                    failure = Some(MvccError::Corrupt("bad revision key".into()));
+                    false
+                }
+                (_, Err(e)) => {
+                    failure = Some(e);
+                    false
+                }
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for (rev, tomb, kv) in records {
+            let prev = if prev_kv && (tomb || kv.version > 1) {
+                previous(&view, &kv.key, rev.main)?
+            } else {
+                None
+            };
+            history.events.push(Event {
+                r#type: if tomb {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                } as i32,
+                kv: Some(kv),
+                prev_kv: prev,
+            });
+        }
+        Ok(history)
+    }
+}
+
+/// The key's value just before `rev`, if history still has it.
+fn previous(view: &impl KvView, key: &[u8], rev: i64) -> Result<Option<KeyValue>, MvccError> {
+    match view.index().get(key, rev - 1) {
+        Some(e) => view.value(e.rev).map(Some),
+        None => Ok(None),
+    }
+}
