@@ -103,6 +103,43 @@ check() {
   fi
 }
 
+# A watch runs for 3 s on each target while the given writes (one etcdctl command per line)
+# are made; with --interactive, the watch commands are typed into `etcdctl watch -i`.
+watch_run() { # endpoint, writes, interactive-input, args...
+  local ep=$1 writes=$2 typed=$3; shift 3
+  local out="$WORK/watch.$ep"
+  if [ -n "$typed" ]; then
+    ( (printf '%b' "$typed"; sleep 3) | ETCDCTL_API=3 timeout 3 etcdctl --endpoints "127.0.0.1:$ep" "$@" >"$out" 2>&1 ) &
+  else
+    ( ETCDCTL_API=3 timeout 3 etcdctl --endpoints "127.0.0.1:$ep" "$@" >"$out" 2>&1 ) &
+  fi
+  local pid=$!
+  sleep 1
+  while IFS= read -r line; do
+    [ -n "$line" ] && eval "ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:$ep $line" >/dev/null 2>&1
+  done <<<"$writes"
+  wait $pid
+  normalize <"$out"
+}
+# check_watch NAME WRITES [--interactive TEXT] -- etcdctl args...
+check_watch() {
+  local name=$1 writes=$2; shift 2
+  local typed=""
+  if [ "$1" = "--interactive" ]; then typed=$2; shift 2; fi
+  shift
+  local want got
+  want=$(watch_run $EP "$writes" "$typed" "$@")
+  got=$(watch_run $MP "$writes" "$typed" "$@")
+  if [ "$want" != "$got" ]; then
+    FAIL=$((FAIL+1)); echo "FAIL $name"
+    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
+  elif [ -z "$got" ]; then
+    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
+  else
+    PASS=$((PASS+1)); echo "PASS $name"
+  fi
+}
+
 check put --expect '^OK' -- put foo bar
 check get --expect '^bar$' -- get foo
 check get-missing -- get nothing-here
@@ -139,6 +176,12 @@ check txn-compares --stdin 'version("foo") > "1"\nmod("foo") > "0"\ncreate("miss
 check txn-interactive --stdin 'value("t2") = "no"\n\nput t3 interactive\nget t3\n\nget t2\n\n' -- txn -i
 check txn-json --stdin 'value("t3") = "interactive"\n\nget t3\n\n\n' -- txn -w json
 check txn-duplicate --expect 'duplicate key' --stdin '\nput d 1\nput d 2\n\n\n' -- txn
+check_watch watch-prefix $'put w/a 1\nput w/b 2\ndel w/a\nput other x' -- watch w/ --prefix
+check_watch watch-rev-history $'put w/b 3' -- watch foo --rev=2
+check_watch watch-prev-kv $'put w/b 4\ndel w/b' -- watch w/b --prev-kv
+check_watch watch-json $'put w/c 1\ndel w/c' -- watch w/c --prev-kv -w json
+check_watch watch-range $'put w/a 5\nput w/d 6\nput w/z 7' -- watch w/a w/e
+check_watch watch-interactive $'put w/c x\nput w/d y\nput w/d z' --interactive 'watch w/c\nwatch w/d --prev-kv\n' -- watch -i
 check compaction --expect 'compacted revision 5' -- compaction 5
 check get-compacted --expect 'has been compacted' -- get foo --rev=3
 check get-at-compacted-rev -- get foo --rev=5
@@ -146,6 +189,7 @@ check compaction-again --expect 'has been compacted' -- compaction 4
 check compaction-physical -- compaction 8 --physical
 check compaction-future --expect 'future revision' -- compaction 100000
 check get-all-after-compaction -- get "" --prefix -w json
+check_watch watch-compacted-rev "" -- watch foo --rev=2
 check endpoint-health-shape --expect 'is healthy' -- endpoint health
 
 echo "$PASS passed, $FAIL failed"

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use metastore_proto::etcdserverpb::kv_client::KvClient;
+pub use metastore_proto::etcdserverpb::watch_client::WatchClient;
 
 /// Both engines; tests that must hold on every engine loop over this.
 pub const ENGINES: [&str; 2] = ["memory", "rocksdb"];
@@ -153,6 +154,21 @@ impl Deployment {
 
     pub async fn kv(&self) -> Result<KvClient<tonic::transport::Channel>> {
         connect_kv(&self.endpoint()).await
+    }
+}
+
+/// A gRPC channel to `endpoint`, retried until it connects (up to 20 s).
+pub async fn channel(endpoint: &str) -> Result<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+            .connect()
+            .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 

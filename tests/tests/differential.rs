@@ -605,3 +605,155 @@ async fn kv_corpus_matches_real_etcd() -> Result<()> {
     }
     Ok(())
 }
+
+/// The same watch conversation with a real etcd and with MetaStore: creates (automatic and
+/// chosen ids, refusals), history, live events with prev_kv and filters, a txn's atomic
+/// response, progress, cancels (known and unknown) and a compacted start. Responses of each
+/// step are compared as a set (etcd orders responses of different watchers arbitrarily).
+#[tokio::test]
+async fn watch_conversation_matches_real_etcd() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let reference = watch_conversation(&etcd.endpoint()).await?;
+    let events: usize = reference
+        .iter()
+        .flatten()
+        .filter(|r| r.contains("events: [Event"))
+        .count();
+    assert!(events >= 5, "the reference sent {events} event responses");
+    for engine in ENGINES {
+        let d = Deployment::start(engine)?;
+        let got = watch_conversation(&d.endpoint()).await?;
+        for (i, (want, got)) in reference.iter().zip(&got).enumerate() {
+            assert_eq!(got, want, "{engine}: step {i} differs");
+        }
+        assert_eq!(got.len(), reference.len());
+    }
+    Ok(())
+}
+
+async fn watch_conversation(endpoint: &str) -> Result<Vec<Vec<String>>> {
+    use metastore_proto::etcdserverpb::watch_create_request::FilterType;
+    use metastore_proto::etcdserverpb::watch_request::RequestUnion;
+    use metastore_proto::etcdserverpb::{
+        WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    };
+    use metastore_tests::{WatchClient, channel};
+
+    let ch = channel(endpoint).await?;
+    let mut kv = KvClient::new(ch.clone());
+    let mut wc = WatchClient::new(ch);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let create =
+        |key: &str, end: &[u8], start: i64, id: i64, prev: bool, filters: Vec<i32>| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.into(),
+                range_end: end.to_vec(),
+                start_revision: start,
+                prev_kv: prev,
+                watch_id: id,
+                filters,
+                ..Default::default()
+            })),
+        };
+    let cancel = |id| WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest {
+            watch_id: id,
+        })),
+    };
+    let progress = WatchRequest {
+        request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+    };
+    enum Step {
+        W(WatchRequest),
+        K(Req),
+    }
+    send(&mut kv, put("k1", "a")).await;
+    send(&mut kv, put("k2", "b")).await;
+    // etcd sends the stream's response headers with its first message, so the call only
+    // returns once a request has gone out.
+    tx.send(create("k", b"l", 0, 0, true, vec![])).await?;
+    let mut responses = wc
+        .watch(tokio_stream_compat::Receiver(rx))
+        .await?
+        .into_inner();
+    let steps = vec![
+        Step::W(create("k1", b"", 1, 0, false, vec![])),
+        Step::W(create(
+            "k",
+            b"\0",
+            0,
+            0,
+            false,
+            vec![FilterType::Noput as i32],
+        )),
+        Step::W(create(
+            "k2",
+            b"",
+            0,
+            10,
+            true,
+            vec![FilterType::Nodelete as i32],
+        )),
+        Step::W(create("k3", b"", 0, 10, false, vec![])),
+        Step::W(create("b", b"a", 0, 0, false, vec![])),
+        Step::K(put("k1", "a2")),
+        Step::K(del("k2", b"", false)),
+        Step::K(txn(
+            vec![],
+            vec![op_put("k3", "c"), op_put("k4", "d")],
+            vec![],
+        )),
+        Step::W(progress),
+        Step::W(cancel(1)),
+        Step::W(cancel(99)),
+        Step::K(put("k1", "a3")),
+        Step::K(Req::Compact(CompactionRequest {
+            revision: 4,
+            physical: true,
+        })),
+        Step::W(create("k1", b"", 2, 0, false, vec![])),
+        Step::W(create("k1", b"", 4, 0, false, vec![])),
+    ];
+    let mut out = vec![quiet(&mut responses).await?];
+    for step in steps {
+        match step {
+            Step::W(r) => tx.send(r).await?,
+            Step::K(r) => {
+                send(&mut kv, r).await;
+            }
+        }
+        out.push(quiet(&mut responses).await?);
+    }
+    Ok(out)
+}
+
+/// Every response until the stream is quiet for a while, normalized and sorted.
+async fn quiet(
+    responses: &mut tonic::Streaming<metastore_proto::etcdserverpb::WatchResponse>,
+) -> Result<Vec<String>> {
+    let mut got = Vec::new();
+    while let Ok(r) =
+        tokio::time::timeout(std::time::Duration::from_millis(400), responses.message()).await
+    {
+        let Some(mut r) = r? else { break };
+        clean(&mut r.header);
+        got.push(format!("{r:?}"));
+    }
+    got.sort();
+    Ok(got)
+}
+
+mod tokio_stream_compat {
+    //! A receiver as a request stream.
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct Receiver<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> futures_core::Stream for Receiver<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}

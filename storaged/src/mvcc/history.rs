@@ -21,13 +21,16 @@ pub struct History {
 }
 
 impl Store {
-    /// Events in `range` of revisions `from ..= min(from + max_revisions - 1, current)`.
-    /// Fails with `Compacted` when `from` is below the compacted revision.
+    /// Events in `range` of revisions `from ..= min(from + max_revisions - 1, current)`,
+    /// stopping early at a revision boundary once the events reach `max_bytes` (a window
+    /// always holds at least one whole revision). Fails with `Compacted` when `from` is below
+    /// the compacted revision.
     pub fn history(
         &self,
         range: &KeyRange,
         from: i64,
         max_revisions: i64,
+        max_bytes: usize,
         prev_kv: bool,
     ) -> Result<History, MvccError> {
         let view = self.read();
@@ -47,30 +50,40 @@ impl Store {
         }
         let start = Revision::new(from, 0).to_key(false);
         let end = Revision::new(last + 1, 0).to_key(false);
-        let mut records = Vec::new();
+        let mut records: Vec<(Revision, bool, KeyValue)> = Vec::new();
         let mut failure = None;
+        let mut bytes = 0usize;
+        let mut cut = None;
         self.engine()
-            .scan(Table::Key, &start, Some(&end), &mut |k, v| match (
-                Revision::from_key(k),
-                codec::decode_kv(v),
-            ) {
-                (Some((rev, tomb)), Ok(kv)) => {
-                    if range.contains(&kv.key) {
-                        records.push((rev, tomb, kv));
-                    }
-                    true
-                }
-                (None, _) => {
+            .scan(Table::Key, &start, Some(&end), &mut |k, v| {
+                let Some((rev, tomb)) = Revision::from_key(k) else {
                     failure = Some(MvccError::Corrupt("bad revision key".into()));
-                    false
+                    return false;
+                };
+                let starts_revision = records.last().is_some_and(|(r, _, _)| r.main != rev.main);
+                if starts_revision && bytes >= max_bytes {
+                    cut = Some(rev.main - 1);
+                    return false;
                 }
-                (_, Err(e)) => {
-                    failure = Some(e);
-                    false
+                match codec::decode_kv(v) {
+                    Ok(kv) => {
+                        if range.contains(&kv.key) {
+                            bytes += v.len();
+                            records.push((rev, tomb, kv));
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
                 }
             })?;
         if let Some(e) = failure {
             return Err(e);
+        }
+        if let Some(last) = cut {
+            history.last = last;
         }
         for (rev, tomb, kv) in records {
             let prev = if prev_kv && (tomb || kv.version > 1) {

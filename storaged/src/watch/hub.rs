@@ -116,7 +116,7 @@ fn key_of(e: &Event) -> &[u8] {
 impl CommitObserver for WatchHub {
     fn committed(&self, revision: i64, events: &[Event]) {
         let mut inner = self.inner.lock();
-        inner.watchers.retain(|_, w| {
+        inner.watchers.retain(|id, w| {
             if !w.synced || revision < w.next_rev {
                 return true;
             }
@@ -141,6 +141,7 @@ impl CommitObserver for WatchHub {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // Too slow: stop live delivery; its task catches up from history.
+                    tracing::debug!(watcher = id, revision, "watcher fell behind");
                     w.synced = false;
                     w.next_rev = revision;
                     w.wake.notify_one();

@@ -17,6 +17,9 @@ use tonic::Status;
 
 /// Revisions read from history per response while catching up (etcd uses the same batch).
 const HISTORY_BATCH: i64 = 1000;
+/// Soft size cap of one catch-up response, so clients with gRPC's default 4 MiB receive
+/// limit can take it; one revision is never split.
+const HISTORY_BATCH_BYTES: usize = 1024 * 1024;
 
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader {
@@ -134,7 +137,7 @@ impl Watcher {
             let range = self.range.clone();
             let prev_kv = self.prev_kv;
             let read = tokio::task::spawn_blocking(move || {
-                store.history(&range, next, HISTORY_BATCH, prev_kv)
+                store.history(&range, next, HISTORY_BATCH, HISTORY_BATCH_BYTES, prev_kv)
             })
             .await;
             let history = match read {

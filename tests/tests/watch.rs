@@ -1,0 +1,578 @@
+//! Watch through real processes, on every engine: etcd's delivery guarantees checked on
+//! recorded histories, history and compaction, filters, progress, slow watchers, restarts
+//! and many watchers.
+
+use anyhow::{Context, Result, bail};
+use etcd_client::{
+    Client, CompactionOptions, EventType, GetOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
+    WatchResponse, WatchStream,
+};
+use metastore_proto::etcdserverpb::watch_request::RequestUnion;
+use metastore_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+use metastore_tests::{Deployment, ENGINES, WatchClient, channel};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream_shim::ReceiverStream;
+
+mod tokio_stream_shim {
+    //! A receiver as a request stream without another dependency.
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc;
+
+    pub struct ReceiverStream<T>(pub mpsc::Receiver<T>);
+
+    impl<T> futures_core::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn next(stream: &mut WatchStream) -> Result<WatchResponse> {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .context("timed out waiting for a watch response")??
+        .context("watch stream ended")
+}
+
+/// Opens a watch and checks that its first response is `created`.
+async fn watch(
+    c: &mut Client,
+    key: &str,
+    opts: Option<WatchOptions>,
+) -> Result<(WatchStream, i64)> {
+    let mut s = c.watch(key, opts).await?;
+    let r = next(&mut s).await?;
+    if !r.created() {
+        bail!("first response is not `created`: {r:?}");
+    }
+    Ok((s, r.watch_id()))
+}
+
+/// (revision, type, key, value, prev value) of every event, reading until `n` events arrived.
+async fn events(
+    stream: &mut WatchStream,
+    n: usize,
+) -> Result<Vec<(i64, EventType, String, String, Option<String>)>> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let r = next(stream).await?;
+        for e in r.events() {
+            let kv = e.kv().context("event without kv")?;
+            out.push((
+                kv.mod_revision(),
+                e.event_type(),
+                kv.key_str()?.to_string(),
+                kv.value_str()?.to_string(),
+                e.prev_kv()
+                    .map(|p| p.value_str().unwrap_or_default().to_string()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn watch_semantics_on_every_engine() -> Result<()> {
+    for engine in ENGINES {
+        let d = Deployment::start(engine)?;
+        let mut c = d.client().await?;
+        c.put("a", "1", None).await?; // rev 2
+        let (mut live, _) = watch(
+            &mut c,
+            "a",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await?;
+        c.put("a", "2", None).await?; // 3
+        c.put("ab", "x", None).await?; // 4
+        c.delete("a", None).await?; // 5
+        c.txn(Txn::new().and_then([TxnOp::put("a/1", "t1", None), TxnOp::put("a/2", "t2", None)]))
+            .await?; // 6
+        let got = events(&mut live, 5).await?;
+        let revs: Vec<i64> = got.iter().map(|e| e.0).collect();
+        assert_eq!(revs, [3, 4, 5, 6, 6], "{engine}");
+        assert_eq!(got[0].4.as_deref(), Some("1"), "prev_kv of an update");
+        assert_eq!(got[1].4, None, "create events carry no prev_kv");
+        assert_eq!(
+            (got[2].1, got[2].4.as_deref()),
+            (EventType::Delete, Some("2"))
+        );
+
+        // History from the start, then everything live after it.
+        let (mut hist, _) = watch(
+            &mut c,
+            "a",
+            Some(WatchOptions::new().with_prefix().with_start_revision(2)),
+        )
+        .await?;
+        let got = events(&mut hist, 6).await?;
+        assert_eq!(
+            got.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6, 6]
+        );
+        assert!(got.iter().all(|e| e.4.is_none()), "prev_kv only when asked");
+
+        // Filters.
+        let (mut no_put, _) = watch(
+            &mut c,
+            "a",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(2)
+                    .with_filters([WatchFilterType::NoPut]),
+            ),
+        )
+        .await?;
+        assert_eq!(events(&mut no_put, 1).await?[0].0, 5);
+        let (mut no_del, _) = watch(
+            &mut c,
+            "a",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(2)
+                    .with_filters([WatchFilterType::NoDelete]),
+            ),
+        )
+        .await?;
+        let got = events(&mut no_del, 5).await?;
+        assert!(got.iter().all(|e| e.1 == EventType::Put));
+
+        // A future start revision stays quiet until the store gets there.
+        let (mut future, _) = watch(
+            &mut c,
+            "a",
+            Some(WatchOptions::new().with_prefix().with_start_revision(9)),
+        )
+        .await?;
+        for v in ["7", "8", "9"] {
+            c.put("a", v, None).await?; // 7, 8, 9
+        }
+        let got = events(&mut future, 1).await?;
+        assert_eq!((got[0].0, got[0].3.as_str()), (9, "9"));
+
+        // Progress: an empty response at the current revision.
+        let (mut progress, id) = watch(&mut c, "zzz", None).await?;
+        progress.request_progress().await?;
+        let r = next(&mut progress).await?;
+        assert!(r.events().is_empty() && !r.canceled());
+        assert_eq!(r.header().map(|h| h.revision()), Some(9));
+
+        // Cancel.
+        progress.cancel(id).await?;
+        let r = next(&mut progress).await?;
+        assert!(r.canceled());
+
+        // Compaction: a start below the compacted revision is refused after `created`.
+        c.compact(7, Some(CompactionOptions::new().with_physical()))
+            .await?;
+        let (mut old, _) = watch(
+            &mut c,
+            "a",
+            Some(WatchOptions::new().with_start_revision(3)),
+        )
+        .await?;
+        let r = next(&mut old).await?;
+        assert!(r.canceled(), "{engine}");
+        assert_eq!(r.compact_revision(), 7);
+        let (mut at, _) = watch(
+            &mut c,
+            "a",
+            Some(WatchOptions::new().with_start_revision(7)),
+        )
+        .await?;
+        assert_eq!(events(&mut at, 3).await?[0].0, 7);
+    }
+    Ok(())
+}
+
+/// One client stream with raw requests: ids, refusals and cancel of unknown ids.
+#[tokio::test]
+async fn watch_ids_and_refusals() -> Result<()> {
+    let d = Deployment::start("memory")?;
+    let mut wc = WatchClient::new(channel(&d.endpoint()).await?);
+    let (tx, rx) = mpsc::channel(16);
+    let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+    let create = |key: &str, end: &str, id: i64| WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.into(),
+            range_end: end.into(),
+            watch_id: id,
+            ..Default::default()
+        })),
+    };
+    let mut ask =
+        async |req: WatchRequest| -> Result<metastore_proto::etcdserverpb::WatchResponse> {
+            tx.send(req).await?;
+            tokio::time::timeout(WAIT, resp.message())
+                .await??
+                .context("ended")
+        };
+    let r = ask(create("a", "", 0)).await?;
+    assert_eq!((r.created, r.watch_id), (true, 0));
+    let r = ask(create("a", "", 7)).await?;
+    assert_eq!((r.created, r.watch_id), (true, 7));
+    let r = ask(create("a", "", 7)).await?;
+    assert_eq!((r.created, r.canceled, r.watch_id), (true, true, -1));
+    assert_eq!(
+        r.cancel_reason,
+        "mvcc: duplicate watch ID provided on the WatchStream"
+    );
+    let r = ask(create("b", "a", 0)).await?;
+    assert_eq!(r.cancel_reason, "mvcc: watcher range is empty");
+    let r = ask(create("a", "", 0)).await?;
+    assert_eq!(r.watch_id, 1, "automatic ids count up");
+    // Cancel of an unknown id: no reply; the next reply belongs to the next request.
+    let cancel = |id| WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(
+            metastore_proto::etcdserverpb::WatchCancelRequest { watch_id: id },
+        )),
+    };
+    tx.send(cancel(99)).await?;
+    let r = ask(cancel(7)).await?;
+    assert_eq!((r.watch_id, r.canceled), (7, true));
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Ev {
+    rev: i64,
+    delete: bool,
+    key: String,
+    value: String,
+}
+
+/// etcd's robustness checks on recorded histories: ordered, unique, atomic, reliable,
+/// resumable, prev_kv and filter correctness, while writers run concurrently.
+#[tokio::test]
+async fn watch_guarantees_under_concurrent_writes() -> Result<()> {
+    for engine in ENGINES {
+        let d = Deployment::start(engine)?;
+        let mut c = d.client().await?;
+        let base = c
+            .put("g/start", "0", None)
+            .await?
+            .header()
+            .context("header")?
+            .revision();
+
+        let spec: Vec<(&str, WatchOptions, bool)> = vec![
+            (
+                "all+prev",
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_start_revision(base),
+                false,
+            ),
+            ("live", WatchOptions::new().with_prefix(), false),
+            (
+                "nodelete",
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_filters([WatchFilterType::NoDelete])
+                    .with_start_revision(base),
+                true,
+            ),
+            (
+                "narrow",
+                WatchOptions::new()
+                    .with_range("g/1/")
+                    .with_start_revision(base),
+                false,
+            ),
+        ];
+        let mut streams = Vec::new();
+        for (name, opts, _) in &spec {
+            let (s, _) = watch(
+                &mut c,
+                if *name == "narrow" { "g/0/" } else { "g/" },
+                Some(opts.clone()),
+            )
+            .await?;
+            streams.push(s);
+        }
+        let live_from = c
+            .get("g/", None)
+            .await?
+            .header()
+            .context("header")?
+            .revision()
+            + 1;
+
+        // Writers: txns of 1-3 puts on their own keys, and deletes.
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let mut c = d.client().await?;
+            writers.push(tokio::spawn(async move {
+                let mut log: Vec<(i64, Vec<Ev>)> = Vec::new();
+                for i in 0..60usize {
+                    let n = 1 + i % 3;
+                    let key = |j: usize| format!("g/{w}/{}", (i + j) % 7);
+                    if i % 5 == 4 {
+                        let r = c.delete(key(0), None).await?;
+                        if r.deleted() > 0 {
+                            let rev = r.header().map(|h| h.revision()).unwrap_or_default();
+                            log.push((
+                                rev,
+                                vec![Ev {
+                                    rev,
+                                    delete: true,
+                                    key: key(0),
+                                    value: String::new(),
+                                }],
+                            ));
+                        }
+                    } else {
+                        let ops: Vec<TxnOp> = (0..n)
+                            .map(|j| TxnOp::put(key(j), format!("{w}-{i}-{j}"), None))
+                            .collect();
+                        let r = c.txn(Txn::new().and_then(ops)).await?;
+                        let rev = r.header().map(|h| h.revision()).unwrap_or_default();
+                        log.push((
+                            rev,
+                            (0..n)
+                                .map(|j| Ev {
+                                    rev,
+                                    delete: false,
+                                    key: key(j),
+                                    value: format!("{w}-{i}-{j}"),
+                                })
+                                .collect(),
+                        ));
+                    }
+                }
+                anyhow::Ok(log)
+            }));
+        }
+        let mut reference: BTreeMap<i64, Vec<Ev>> = BTreeMap::new();
+        for w in writers {
+            for (rev, evs) in w.await?? {
+                if reference.insert(rev, evs).is_some() {
+                    bail!("two writes got revision {rev}");
+                }
+            }
+        }
+        let last = *reference.keys().last().context("no writes")?;
+
+        for ((name, _, no_delete), stream) in spec.iter().zip(streams.iter_mut()) {
+            let from = if *name == "live" { live_from } else { base };
+            let in_range = |k: &str| {
+                if *name == "narrow" {
+                    k.starts_with("g/0/")
+                } else {
+                    true
+                }
+            };
+            let expected: Vec<Ev> = reference
+                .range(from..)
+                .flat_map(|(_, evs)| evs.clone())
+                .filter(|e| in_range(&e.key) && !(*no_delete && e.delete))
+                .collect();
+            // Read until the last expected revision; record per-response revision sets.
+            let mut got: Vec<Ev> = Vec::new();
+            let mut prevs: Vec<Option<String>> = Vec::new();
+            let mut by_response: Vec<Vec<i64>> = Vec::new();
+            while got
+                .last()
+                .is_none_or(|e| e.rev < expected.last().map_or(0, |e| e.rev))
+                && !expected.is_empty()
+            {
+                let r = next(stream)
+                    .await
+                    .with_context(|| format!("{engine}/{name}"))?;
+                let mut revs = Vec::new();
+                for e in r.events() {
+                    let kv = e.kv().context("kv")?;
+                    revs.push(kv.mod_revision());
+                    let ev = Ev {
+                        rev: kv.mod_revision(),
+                        delete: e.event_type() == EventType::Delete,
+                        key: kv.key_str()?.to_string(),
+                        value: kv.value_str()?.to_string(),
+                    };
+                    if ev.rev == base && ev.key == "g/start" {
+                        continue;
+                    }
+                    got.push(ev);
+                    prevs.push(
+                        e.prev_kv()
+                            .map(|p| p.value_str().unwrap_or_default().to_string()),
+                    );
+                }
+                by_response.push(revs);
+            }
+            // Reliable, ordered, unique: exactly the expected sequence.
+            assert_eq!(
+                got, expected,
+                "{engine}/{name}: events differ from the writes"
+            );
+            // Atomic: a revision never spans two responses.
+            let mut seen_in: HashMap<i64, usize> = HashMap::new();
+            for (i, revs) in by_response.iter().enumerate() {
+                for r in revs {
+                    if let Some(j) = seen_in.insert(*r, i) {
+                        assert_eq!(j, i, "{engine}/{name}: revision {r} split across responses");
+                    }
+                }
+            }
+            // prev_kv: the value each key had before the event.
+            if *name == "all+prev" {
+                let mut state: HashMap<String, String> = HashMap::new();
+                for (e, prev) in got.iter().zip(&prevs) {
+                    assert_eq!(
+                        prev.as_ref(),
+                        state.get(&e.key),
+                        "{engine}: prev_kv of {e:?}"
+                    );
+                    if e.delete {
+                        state.remove(&e.key);
+                    } else {
+                        state.insert(e.key.clone(), e.value.clone());
+                    }
+                }
+            }
+        }
+        // Resumable: from any revision, the rest of the history.
+        for from in [base + 1, (base + last) / 2, last] {
+            let (mut s, _) = watch(
+                &mut c,
+                "g/",
+                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+            )
+            .await?;
+            let want: usize = reference.range(from..).map(|(_, e)| e.len()).sum();
+            let got = events(&mut s, want).await?;
+            assert_eq!(
+                got.first().map(|e| e.0),
+                reference.range(from..).next().map(|(r, _)| *r)
+            );
+            assert_eq!(got.len(), want);
+        }
+        let _ = c.get("g/", Some(GetOptions::new().with_prefix())).await?;
+    }
+    Ok(())
+}
+
+/// A watcher that stops reading during a burst is caught up from history later, with no gap.
+#[tokio::test]
+async fn slow_watcher_catches_up() -> Result<()> {
+    let d = Deployment::start("memory")?;
+    let mut c = d.client().await?;
+    let (mut s, _) = watch(&mut c, "s/", Some(WatchOptions::new().with_prefix())).await?;
+    let value = "v".repeat(16 * 1024);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut c = d.client().await?;
+        let value = value.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..500 {
+                c.put(format!("s/{w}/{i}"), value.clone(), None).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    let got = events(&mut s, 2000).await?;
+    let revs: Vec<i64> = got.iter().map(|e| e.0).collect();
+    assert!(
+        revs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no duplicate"
+    );
+    assert_eq!(got.len(), 2000);
+    Ok(())
+}
+
+/// storaged is killed (SIGKILL) and restarted under a live watch: the gateway resumes the
+/// upstream watch and the client sees every event once.
+#[tokio::test]
+async fn watch_survives_storaged_restart() -> Result<()> {
+    let mut d = Deployment::start("rocksdb")?;
+    let mut c = d.client().await?;
+    let (mut s, _) = watch(&mut c, "r/", Some(WatchOptions::new().with_prefix())).await?;
+    for i in 0..50 {
+        c.put(format!("r/{i}"), "before", None).await?;
+    }
+    d.kill_storaged();
+    d.start_storaged()?;
+    let mut c = Client::connect([d.endpoint()], None).await?;
+    for i in 50..100 {
+        loop {
+            match c.put(format!("r/{i}"), "after", None).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    let got = events(&mut s, 100).await?;
+    let keys: Vec<String> = got.iter().map(|e| e.2.clone()).collect();
+    let want: Vec<String> = (0..100).map(|i| format!("r/{i}")).collect();
+    assert_eq!(keys, want);
+    Ok(())
+}
+
+/// 10,000 watchers over 100 streams on one gateway all receive every event of a burst.
+#[tokio::test]
+async fn ten_thousand_watchers() -> Result<()> {
+    const STREAMS: usize = 100;
+    const PER_STREAM: usize = 100;
+    const WRITES: usize = 20;
+    let d = Deployment::start("memory")?;
+    let ch = channel(&d.endpoint()).await?;
+    let mut tasks = Vec::new();
+    let (ready_tx, mut ready_rx) = mpsc::channel(STREAMS);
+    for _ in 0..STREAMS {
+        let mut wc = WatchClient::new(ch.clone());
+        let ready = ready_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel(PER_STREAM);
+            let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+            for _ in 0..PER_STREAM {
+                tx.send(WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                        key: b"hot".to_vec(),
+                        ..Default::default()
+                    })),
+                })
+                .await?;
+                let r = resp.message().await?.context("ended")?;
+                assert!(r.created && !r.canceled);
+            }
+            ready.send(()).await?;
+            let mut counts: HashMap<i64, usize> = HashMap::new();
+            while counts.values().sum::<usize>() < PER_STREAM * WRITES {
+                let r = tokio::time::timeout(Duration::from_secs(60), resp.message())
+                    .await??
+                    .context("ended")?;
+                *counts.entry(r.watch_id).or_default() += r.events.len();
+            }
+            drop(tx);
+            anyhow::Ok(counts)
+        }));
+    }
+    for _ in 0..STREAMS {
+        ready_rx.recv().await.context("a stream failed to set up")?;
+    }
+    let mut c = d.client().await?;
+    for i in 0..WRITES {
+        c.put("hot", format!("{i}"), None).await?;
+    }
+    let mut watchers = 0;
+    for t in tasks {
+        let counts = t.await??;
+        assert_eq!(counts.len(), PER_STREAM);
+        assert!(counts.values().all(|n| *n == WRITES));
+        watchers += counts.len();
+    }
+    assert_eq!(watchers, STREAMS * PER_STREAM);
+    Ok(())
+}
