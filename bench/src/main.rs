@@ -41,6 +41,12 @@ enum Cmd {
         #[arg(long)]
         serializable: bool,
     },
+    /// Event delivery: `watchers` watchers (100 per stream) on one key, then `--total` puts
+    /// to it; reports delivery latency and delivered events per second.
+    Watch {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+    },
 }
 
 fn key(i: usize, size: usize) -> Vec<u8> {
@@ -59,6 +65,9 @@ async fn main() -> Result<()> {
         for i in 0..args.key_space.min(args.total) {
             c.put(key(i, args.key_size), value.clone(), None).await?;
         }
+    }
+    if let Cmd::Watch { watchers } = args.cmd {
+        return watch_bench(&endpoints, watchers, args.total, args.val_size).await;
     }
     let per_client = args.total / args.clients.max(1);
     let start = Instant::now();
@@ -88,6 +97,7 @@ async fn main() -> Result<()> {
                         let opts = serializable.then(|| GetOptions::new().with_serializable());
                         c.get(k, opts).await?;
                     }
+                    Cmd::Watch { .. } => unreachable!("handled above"),
                 }
                 lat.push(t.elapsed());
             }
@@ -111,6 +121,89 @@ async fn main() -> Result<()> {
         args.clients,
         elapsed.as_secs_f64(),
         all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+async fn watch_bench(
+    endpoints: &[String],
+    watchers: usize,
+    puts: usize,
+    val_size: usize,
+) -> Result<()> {
+    const PER_STREAM: usize = 100;
+    let key = "bench-watch-key";
+    let streams = watchers.div_ceil(PER_STREAM);
+    let mut readers = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(streams.max(1));
+    for s in 0..streams {
+        let n = PER_STREAM.min(watchers - s * PER_STREAM);
+        let mut c = Client::connect(endpoints, None).await?;
+        let ready = ready_tx.clone();
+        readers.push(tokio::spawn(async move {
+            // Each create is answered with `created` before the next is sent.
+            let mut ws = c.watch(key, None).await?;
+            ws.message().await?;
+            for _ in 1..n {
+                ws.watch(key, None).await?;
+                ws.message().await?;
+            }
+            ready.send(()).await?;
+            let mut lat = Vec::with_capacity(n * puts);
+            let mut last = Instant::now();
+            while lat.len() < n * puts {
+                let Some(r) = ws.message().await? else { break };
+                let now = now_nanos();
+                for e in r.events() {
+                    let sent: u128 = e
+                        .kv()
+                        .and_then(|kv| kv.value_str().ok())
+                        .and_then(|v| v.split(':').next())
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(now);
+                    lat.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
+                }
+                last = Instant::now();
+            }
+            anyhow::Ok((lat, last))
+        }));
+    }
+    for _ in 0..streams {
+        ready_rx.recv().await;
+    }
+    let mut c = Client::connect(endpoints, None).await?;
+    let pad = "x".repeat(val_size.saturating_sub(30));
+    let start = Instant::now();
+    for _ in 0..puts {
+        c.put(key, format!("{}:{pad}", now_nanos()), None).await?;
+    }
+    let mut all = Vec::new();
+    let mut end = start;
+    for r in readers {
+        let (lat, last) = r.await??;
+        all.extend(lat);
+        end = end.max(last);
+    }
+    all.sort();
+    let elapsed = end.duration_since(start).as_secs_f64();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "{watchers} watchers, {puts} puts: {} events in {elapsed:.2}s = {:.0} events/s, latency p50 {:.2} ms, p99 {:.2} ms",
+        all.len(),
+        all.len() as f64 / elapsed,
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );

@@ -576,3 +576,57 @@ async fn ten_thousand_watchers() -> Result<()> {
     assert_eq!(watchers, STREAMS * PER_STREAM);
     Ok(())
 }
+
+/// Watchers of the same range share one upstream watch: a later one still reports the current
+/// revision in `created`, each gets every event once, and a subscriber that stops reading is
+/// moved to a watch of its own without holding up the others or losing events.
+#[tokio::test]
+async fn coalesced_watchers() -> Result<()> {
+    let d = Deployment::start("memory")?;
+    let mut c = d.client().await?;
+    let (mut first, _) = watch(&mut c, "c", None).await?;
+    for i in 0..3 {
+        c.put("x", format!("{i}"), None).await?;
+    }
+    let current = c
+        .get("x", None)
+        .await?
+        .header()
+        .context("header")?
+        .revision();
+    let mut s = c.watch("c", None).await?;
+    let created = next(&mut s).await?;
+    assert!(created.created());
+    assert_eq!(
+        created.header().map(|h| h.revision()),
+        Some(current),
+        "created revision"
+    );
+    c.put("c", "1", None).await?;
+    assert_eq!(events(&mut first, 1).await?[0].0, current + 1);
+    assert_eq!(events(&mut s, 1).await?[0].0, current + 1);
+
+    // A stalled subscriber (its own connection, never read) next to a reading one.
+    let mut stalled_client = d.client().await?;
+    let (mut stalled, _) = watch(&mut stalled_client, "c", None).await?;
+    let value = "v".repeat(16 * 1024);
+    let writer = {
+        let mut c = d.client().await?;
+        tokio::spawn(async move {
+            for i in 0..1500 {
+                c.put("c", format!("{i}-{value}"), None).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let got = events(&mut first, 1500).await?;
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    writer.await??;
+    let got = events(&mut stalled, 1500).await?;
+    assert_eq!(got.len(), 1500);
+    assert!(
+        got.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "no gap after falling behind"
+    );
+    Ok(())
+}

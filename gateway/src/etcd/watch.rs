@@ -6,6 +6,7 @@
 //! stream breaks, the task resumes it from the next undelivered revision, so the client sees
 //! no gap and no duplicate.
 
+use super::feed::{FeedKey, Feeds, Shared, Subscription};
 use crate::error::Error;
 use crate::upstream::Upstream;
 use futures::StreamExt;
@@ -47,6 +48,7 @@ pub struct WatchLimits {
 
 pub struct WatchService {
     upstream: Upstream,
+    feeds: Feeds,
     limits: WatchLimits,
     total: Arc<AtomicUsize>,
 }
@@ -54,6 +56,7 @@ pub struct WatchService {
 impl WatchService {
     pub fn new(upstream: Upstream, limits: WatchLimits) -> Self {
         Self {
+            feeds: Feeds::new(upstream.clone()),
             upstream,
             limits,
             total: Arc::new(AtomicUsize::new(0)),
@@ -75,6 +78,7 @@ impl Watch for WatchService {
         let (ended_tx, ended_rx) = mpsc::channel(64);
         let session = Session {
             upstream: self.upstream.clone(),
+            feeds: self.feeds.clone(),
             limits: self.limits,
             total: self.total.clone(),
             tx,
@@ -101,6 +105,7 @@ struct Handle {
 
 struct Session {
     upstream: Upstream,
+    feeds: Feeds,
     limits: WatchLimits,
     total: Arc<AtomicUsize>,
     tx: ClientTx,
@@ -217,6 +222,7 @@ impl Session {
         let task = WatcherTask {
             id,
             upstream: self.upstream.clone(),
+            feeds: self.feeds.clone(),
             tx: self.tx.clone(),
             ended: self.ended_tx.clone(),
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
@@ -318,9 +324,41 @@ enum Pending {
     Periodic,
 }
 
+/// Where a watcher's upstream messages come from.
+enum Source {
+    /// A feed shared with other watchers of the same range (coalescing).
+    Shared(Subscription),
+    /// An upstream watch of its own.
+    Own(
+        mpsc::Sender<WatchUpstreamRequest>,
+        Box<Streaming<WatchUpstreamResponse>>,
+    ),
+}
+
+impl Source {
+    /// The next message; `None` when the source is gone (upstream lost, or dropped by the
+    /// feed for being slow).
+    async fn next(&mut self) -> Option<Shared> {
+        match self {
+            Source::Shared(sub) => sub.queue.recv().await,
+            Source::Own(_, up) => up.message().await.ok().flatten().map(Arc::new),
+        }
+    }
+
+    async fn ask_progress(&mut self) {
+        match self {
+            Source::Shared(sub) => sub.ask_progress().await,
+            Source::Own(tx, _) => {
+                let _ = tx.send(progress_ask()).await;
+            }
+        }
+    }
+}
+
 struct WatcherTask {
     id: i64,
     upstream: Upstream,
+    feeds: Feeds,
     tx: ClientTx,
     ended: mpsc::Sender<i64>,
     no_put: bool,
@@ -333,13 +371,9 @@ struct WatcherTask {
     sent_since_tick: bool,
 }
 
-type Upstreams = (
-    mpsc::Sender<WatchUpstreamRequest>,
-    Streaming<WatchUpstreamResponse>,
-);
-
 impl WatcherTask {
-    async fn open(&self, start_revision: i64) -> Result<Upstreams, Error> {
+    /// Opens an upstream watch of its own from `start_revision`; returns the `created` header.
+    async fn open(&self, start_revision: i64) -> Result<(Source, Option<ResponseHeader>), Error> {
         let (tx, rx) = mpsc::channel(16);
         let start = WatchStart {
             start_revision,
@@ -350,8 +384,29 @@ impl WatcherTask {
                 request: Some(Ask::Start(start)),
             })
             .await;
-        let stream = self.upstream.watch(rx).await?;
-        Ok((tx, stream))
+        let mut up = self.upstream.watch(rx).await?;
+        match up.message().await {
+            Ok(Some(WatchUpstreamResponse {
+                kind: Some(Kind::Created(c)),
+            })) => Ok((Source::Own(tx, Box::new(up)), c.header)),
+            Ok(_) => Err(Error::Internal("watch not created".into())),
+            Err(s) => Err(crate::error::from_upstream(&s)),
+        }
+    }
+
+    /// Watchers "from now" share a feed; others (history) get their own upstream watch.
+    async fn connect(&self) -> Result<(Source, Option<ResponseHeader>), Error> {
+        if self.start.start_revision == 0 {
+            let key = FeedKey {
+                key: self.start.key.clone(),
+                range_end: self.start.range_end.clone(),
+                prev_kv: self.start.prev_kv,
+            };
+            if let Some((header, sub)) = self.feeds.subscribe(key).await {
+                return Ok((Source::Shared(sub), header));
+            }
+        }
+        self.open(self.start.start_revision).await
     }
 
     async fn send(&self, r: WatchResponse) -> Result<(), ClientGone> {
@@ -363,62 +418,48 @@ impl WatcherTask {
         mut asks: mpsc::Receiver<oneshot::Sender<ProgressReply>>,
         created: oneshot::Sender<Result<(), Error>>,
     ) {
-        let (mut up_tx, mut up) = match self.open(self.start.start_revision).await {
-            Ok(u) => u,
+        let (mut source, header) = match self.connect().await {
+            Ok(c) => c,
             Err(e) => {
                 let _ = created.send(Err(e));
                 return;
             }
         };
-        match up.message().await {
-            Ok(Some(WatchUpstreamResponse {
-                kind: Some(Kind::Created(c)),
-            })) => {
-                let current = c.header.map_or(0, |h| h.revision);
-                self.next_rev = if self.start.start_revision > 0 {
-                    self.start.start_revision
-                } else {
-                    current + 1
-                };
-                let reply = WatchResponse {
-                    header: c.header,
-                    watch_id: self.id,
-                    created: true,
-                    ..Default::default()
-                };
-                if self.send(reply).await.is_err() {
-                    return;
-                }
-                let _ = created.send(Ok(()));
-            }
-            Ok(_) => {
-                let _ = created.send(Err(Error::Internal("watch not created".into())));
-                return;
-            }
-            Err(s) => {
-                let _ = created.send(Err(crate::error::from_upstream(&s)));
-                return;
-            }
+        let current = header.map_or(0, |h| h.revision);
+        self.next_rev = if self.start.start_revision > 0 {
+            self.start.start_revision
+        } else {
+            current + 1
+        };
+        let reply = WatchResponse {
+            header,
+            watch_id: self.id,
+            created: true,
+            ..Default::default()
+        };
+        if self.send(reply).await.is_err() {
+            return;
         }
+        let _ = created.send(Ok(()));
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let period = self.progress_every.unwrap_or(Duration::from_secs(3600));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
-                msg = up.message() => match msg {
-                    Ok(Some(m)) => match self.relay(m, &mut pending).await {
+                msg = source.next() => match msg {
+                    Some(m) => match self.relay(&m, &mut pending).await {
                         Ok(true) => {}
                         Ok(false) | Err(ClientGone) => return,
                     },
-                    Ok(None) | Err(_) => {
-                        // Upstream lost: outstanding asks cannot be answered; resume.
+                    None => {
+                        // Source lost: outstanding asks cannot be answered; resume on our own.
                         for p in pending.drain(..) {
                             if let Pending::Client(reply) = p {
                                 let _ = reply.send(ProgressReply { header: None, synced: false });
                             }
                         }
                         match self.resume().await {
-                            Some((t, u)) => { up_tx = t; up = u; }
+                            Some(s) => source = s,
                             None => return,
                         }
                     }
@@ -426,14 +467,14 @@ impl WatcherTask {
                 ask = asks.recv() => match ask {
                     Some(reply) => {
                         pending.push_back(Pending::Client(reply));
-                        let _ = up_tx.send(progress_ask()).await;
+                        source.ask_progress().await;
                     }
                     None => return,
                 },
                 _ = tick.tick(), if self.progress_every.is_some() => {
                     if !self.sent_since_tick {
                         pending.push_back(Pending::Periodic);
-                        let _ = up_tx.send(progress_ask()).await;
+                        source.ask_progress().await;
                     }
                     self.sent_since_tick = false;
                 }
@@ -441,21 +482,16 @@ impl WatcherTask {
         }
     }
 
-    /// Reopens the upstream watch from the first undelivered revision.
-    async fn resume(&mut self) -> Option<Upstreams> {
+    /// Reopens an upstream watch of its own from the first undelivered revision.
+    async fn resume(&mut self) -> Option<Source> {
         let mut backoff = Duration::from_millis(50);
         loop {
             if self.tx.is_closed() {
                 return None;
             }
-            if let Ok((tx, mut up)) = self.open(self.next_rev).await {
-                // The new registration's `created` is internal; the client already has one.
-                if let Ok(Some(WatchUpstreamResponse {
-                    kind: Some(Kind::Created(_)),
-                })) = up.message().await
-                {
-                    return Some((tx, up));
-                }
+            // The new registration's `created` is internal; the client already has one.
+            if let Ok((source, _)) = self.open(self.next_rev).await {
+                return Some(source);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -465,22 +501,29 @@ impl WatcherTask {
     /// Handles one upstream message; `Ok(false)` when the watcher has ended.
     async fn relay(
         &mut self,
-        m: WatchUpstreamResponse,
+        m: &WatchUpstreamResponse,
         pending: &mut VecDeque<Pending>,
     ) -> Result<bool, ClientGone> {
-        match m.kind {
+        match &m.kind {
             Some(Kind::Events(e)) => {
-                if let Some(last) = e.events.last().and_then(|ev| ev.kv.as_ref()) {
-                    self.next_rev = self.next_rev.max(last.mod_revision + 1);
-                }
+                // A shared feed may relay revisions this watcher already has; skip them.
                 let events: Vec<_> = e
                     .events
-                    .into_iter()
+                    .iter()
+                    .filter(|ev| {
+                        ev.kv
+                            .as_ref()
+                            .is_some_and(|kv| kv.mod_revision >= self.next_rev)
+                    })
                     .filter(|ev| {
                         let delete = ev.r#type == EventType::Delete as i32;
                         !(delete && self.no_delete || !delete && self.no_put)
                     })
+                    .cloned()
                     .collect();
+                if let Some(last) = e.events.last().and_then(|ev| ev.kv.as_ref()) {
+                    self.next_rev = self.next_rev.max(last.mod_revision + 1);
+                }
                 if events.is_empty() {
                     return Ok(true);
                 }
@@ -498,7 +541,9 @@ impl WatcherTask {
             }
             Some(Kind::Progress(p)) => {
                 let revision = p.header.map_or(0, |h| h.revision);
-                self.next_rev = self.next_rev.max(revision + 1);
+                if p.synced {
+                    self.next_rev = self.next_rev.max(revision + 1);
+                }
                 match pending.pop_front() {
                     Some(Pending::Client(reply)) => {
                         let _ = reply.send(ProgressReply {
