@@ -75,11 +75,19 @@ pub struct Deployment {
     pub client_port: u16,
     pub storaged: Option<Proc>,
     pub gateway: Option<Proc>,
+    /// Extra flags for the gateway.
+    pub gateway_args: Vec<String>,
 }
 
 impl Deployment {
     pub fn start(engine: &str) -> Result<Self> {
+        Self::start_with(engine, &[])
+    }
+
+    /// Like [`Deployment::start`], with extra gateway flags.
+    pub fn start_with(engine: &str, gateway_args: &[&str]) -> Result<Self> {
         let mut d = Deployment {
+            gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(),
             engine: engine.to_string(),
             dir: tempfile::tempdir()?,
             storage_port: free_port()?,
@@ -130,6 +138,7 @@ impl Deployment {
                 "--storage-endpoints=http://127.0.0.1:{}",
                 self.storage_port
             ))
+            .args(&self.gateway_args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -630,3 +630,71 @@ async fn coalesced_watchers() -> Result<()> {
     );
     Ok(())
 }
+
+/// progress_notify: an idle watcher gets an empty response at the configured interval.
+#[tokio::test]
+async fn progress_notify_interval() -> Result<()> {
+    let d = Deployment::start_with("memory", &["--watch-progress-notify-interval", "200ms"])?;
+    let mut c = d.client().await?;
+    c.put("p", "1", None).await?;
+    let (mut s, id) = watch(
+        &mut c,
+        "p",
+        Some(WatchOptions::new().with_progress_notify()),
+    )
+    .await?;
+    let r = next(&mut s).await?;
+    assert!(r.events().is_empty() && !r.canceled() && !r.created());
+    assert_eq!(r.watch_id(), id);
+    assert_eq!(r.header().map(|h| h.revision()), Some(2));
+    Ok(())
+}
+
+/// fragment: one revision whose events (with prev_kv) exceed the limit is split; every piece
+/// but the last says `fragment`, and together they hold every event.
+#[tokio::test]
+async fn large_revisions_are_fragmented_on_request() -> Result<()> {
+    let d = Deployment::start("memory")?;
+    let mut c = d.client().await?;
+    let value = "v".repeat(300 * 1024);
+    for i in 0..10 {
+        c.put(format!("f/{i}"), value.clone(), None).await?;
+    }
+    let mut wc =
+        WatchClient::new(channel(&d.endpoint()).await?).max_decoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"f/".to_vec(),
+            range_end: b"f0".to_vec(),
+            prev_kv: true,
+            fragment: true,
+            ..Default::default()
+        })),
+    })
+    .await?;
+    let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+    let created = resp.message().await?.context("ended")?;
+    assert!(created.created);
+    c.delete("f/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await?;
+    let mut pieces = Vec::new();
+    loop {
+        let r = tokio::time::timeout(WAIT, resp.message())
+            .await??
+            .context("ended")?;
+        let last = !r.fragment;
+        pieces.push(r);
+        if last {
+            break;
+        }
+    }
+    assert!(pieces.len() > 1, "a 6 MB revision is split");
+    assert_eq!(pieces.iter().map(|p| p.events.len()).sum::<usize>(), 10);
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p.events.iter().all(|e| e.prev_kv.is_some()))
+    );
+    Ok(())
+}
