@@ -28,6 +28,10 @@ pub enum Error {
     FutureRev,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: no leader")]
     NoLeader,
     #[error("etcdserver: not leader")]
@@ -54,7 +58,8 @@ impl Error {
             | Error::DuplicateKey
             | Error::InvalidSortOption
             | Error::RequestTooLarge => Code::InvalidArgument,
-            Error::Compacted | Error::FutureRev => Code::OutOfRange,
+            Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
             Error::NotLeader => Code::FailedPrecondition,
             Error::NoLeader | Error::Timeout | Error::Unavailable(_) => Code::Unavailable,
@@ -79,6 +84,8 @@ impl From<StorageError> for Error {
             Ok(ErrorCode::Compacted) => Error::Compacted,
             Ok(ErrorCode::FutureRevision) => Error::FutureRev,
             Ok(ErrorCode::LeaseNotFound) => Error::LeaseNotFound,
+            Ok(ErrorCode::LeaseExists) => Error::LeaseExists,
+            Ok(ErrorCode::LeaseTtlTooLarge) => Error::LeaseTtlTooLarge,
             Ok(ErrorCode::KeyNotFound) => Error::KeyNotFound,
             Ok(ErrorCode::NotLeader) => Error::NotLeader,
             Ok(ErrorCode::NoLeader) => Error::NoLeader,
@@ -193,6 +200,8 @@ mod tests {
         assert_eq!(e(ErrorCode::FutureRevision), Error::FutureRev);
         assert_eq!(e(ErrorCode::LeaseNotFound), Error::LeaseNotFound);
         assert_eq!(e(ErrorCode::KeyNotFound), Error::KeyNotFound);
+        assert_eq!(e(ErrorCode::LeaseExists), Error::LeaseExists);
+        assert_eq!(e(ErrorCode::LeaseTtlTooLarge), Error::LeaseTtlTooLarge);
         assert!(matches!(e(ErrorCode::StorageFailure), Error::Internal(_)));
     }
 }

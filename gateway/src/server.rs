@@ -2,9 +2,11 @@
 
 use crate::config::Config;
 use crate::etcd::kv::KvService;
+use crate::etcd::lease::LeaseService;
 use crate::etcd::watch::WatchService;
 use crate::upstream::Upstream;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
+use metastore_proto::etcdserverpb::lease_server::LeaseServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::server::TcpIncoming;
 
@@ -25,6 +27,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv_service = std::sync::Arc::new(KvService::new(upstream.clone(), cfg.limits));
     let watch_service = std::sync::Arc::new(WatchService::new(upstream.clone(), cfg.watch));
+    let lease_service = std::sync::Arc::new(LeaseService::new(upstream.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -38,6 +41,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let router = tonic::transport::Server::builder()
             .add_service(kv)
             .add_service(watch)
+            .add_service(LeaseServer::from_arc(lease_service.clone()))
             .add_service(health.clone())
             .add_service(reflection.clone());
         tasks.spawn(router.serve_with_incoming_shutdown(

@@ -9,12 +9,13 @@
 //! - [`watch`]: the watch hub: live fan-out of committed changes, history catch-up.
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
 //!
-//! [`identity`] derives member and cluster ids; [`config`] reads settings; [`server`] wires it
+//! [`lessor`] tracks lease deadlines and expires leases. [`identity`] derives member and cluster ids; [`config`] reads settings; [`server`] wires it
 //! all together.
 
 pub mod config;
 pub mod engine;
 pub mod identity;
+pub mod lessor;
 pub mod mvcc;
 pub mod node;
 pub mod server;

@@ -6,9 +6,14 @@
 //! linearizable reads. Callers above this module do not change.
 
 use crate::identity::Identity;
+use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
 use crate::state_machine::{Applied, Command, StateMachine};
-use metastore_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use metastore_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -26,6 +31,14 @@ pub struct Node {
     state_machine: StateMachine,
     /// Next log index to assign; the lock also keeps entries in index order.
     next_index: Mutex<u64>,
+    lessor: Lessor,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 /// The raft term reported in headers. One member never holds an election, so its term
@@ -35,11 +48,16 @@ pub const SINGLE_MEMBER_TERM: u64 = 1;
 impl Node {
     pub fn new(identity: Identity, store: Arc<Store>) -> Self {
         let next_index = store.applied_index() + 1;
+        let lessor = Lessor::default();
+        for (id, ttl) in store.leases() {
+            lessor.start(id, ttl);
+        }
         Self {
             identity,
             state_machine: StateMachine::new(store.clone()),
             store,
             next_index: Mutex::new(next_index),
+            lessor,
         }
     }
 
@@ -70,6 +88,117 @@ impl Node {
     pub async fn range(self: &Arc<Self>, req: RangeRequest) -> Result<RangeResponse, NodeError> {
         let node = self.clone();
         blocking(move || Ok(node.store.range(&req)?)).await
+    }
+
+    /// Grants a lease: the id (client-chosen or allocated here) and the TTL (raised to the
+    /// minimum) are fixed before the entry is written, so every member applies the same.
+    pub async fn lease_grant(
+        self: &Arc<Self>,
+        req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, NodeError> {
+        let ttl = req.ttl.max(MIN_LEASE_TTL);
+        let id = if req.id != 0 {
+            req.id
+        } else {
+            self.new_lease_id()
+        };
+        let Applied::Lease { revision } = self.write(Command::LeaseGrant { id, ttl }).await? else {
+            return Err(NodeError::Task("unexpected lease grant result".into()));
+        };
+        self.lessor.start(id, ttl);
+        Ok(LeaseGrantResponse {
+            header: header(revision),
+            id,
+            ttl,
+            error: String::new(),
+        })
+    }
+
+    pub async fn lease_revoke(self: &Arc<Self>, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
+        let Applied::Lease { revision } = self.write(Command::LeaseRevoke { id }).await? else {
+            return Err(NodeError::Task("unexpected lease revoke result".into()));
+        };
+        self.lessor.forget(id);
+        Ok(LeaseRevokeResponse {
+            header: header(revision),
+        })
+    }
+
+    /// Renews a lease; TTL 0 when it does not exist (or has expired), as etcd answers.
+    pub fn lease_keep_alive(&self, id: i64) -> LeaseKeepAliveResponse {
+        let revision = self.store.current_revision();
+        let ttl = if self.store.lease(id).is_some() {
+            self.lessor.renew(id).unwrap_or(0)
+        } else {
+            0
+        };
+        LeaseKeepAliveResponse {
+            header: header(revision),
+            id,
+            ttl,
+        }
+    }
+
+    pub fn lease_time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let revision = self.store.current_revision();
+        match self.store.lease(req.id) {
+            Some(record) => LeaseTimeToLiveResponse {
+                header: header(revision),
+                id: req.id,
+                ttl: self.lessor.remaining(req.id).unwrap_or(record.ttl),
+                granted_ttl: record.ttl,
+                keys: if req.keys {
+                    record.keys.into_iter().collect()
+                } else {
+                    Vec::new()
+                },
+            },
+            None => LeaseTimeToLiveResponse {
+                header: header(revision),
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        }
+    }
+
+    pub fn lease_leases(&self) -> LeaseLeasesResponse {
+        let revision = self.store.current_revision();
+        LeaseLeasesResponse {
+            header: header(revision),
+            leases: self
+                .lessor
+                .by_deadline()
+                .into_iter()
+                .filter(|id| self.store.lease(*id).is_some())
+                .map(|id| LeaseStatus { id })
+                .collect(),
+        }
+    }
+
+    /// Revokes every lease whose deadline passed (run periodically on the expiring member).
+    pub async fn expire_leases(self: &Arc<Self>) {
+        for id in self.lessor.expired() {
+            match self.lease_revoke(id).await {
+                Ok(_) | Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => self.lessor.forget(id),
+                Err(e) => tracing::warn!(lease = id, error = %e, "lease expiry failed"),
+            }
+        }
+    }
+
+    /// A positive id unlikely to collide across members: member bits, time, counter.
+    fn new_lease_id(&self) -> i64 {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or_default();
+            let id = (((self.identity.member_id & 0xffff) << 47) ^ (now << 4)) as i64 & i64::MAX;
+            if id != 0 && self.store.lease(id).is_none() {
+                return id;
+            }
+        }
     }
 
     /// A txn whose ops are all reads; served without taking a log index.

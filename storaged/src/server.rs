@@ -31,6 +31,15 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "storaged starting"
     );
     let node = Arc::new(Node::new(identity, Arc::new(store)));
+    // The only member expires leases; with raft this moves to whichever member leads.
+    let expiring = node.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            expiring.expire_leases().await;
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(metastore_internal_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)

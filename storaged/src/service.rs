@@ -82,6 +82,11 @@ impl StorageService {
             Op::Put(p) => applied(node.write(Command::Put(p)).await?),
             Op::DeleteRange(d) => applied(node.write(Command::DeleteRange(d)).await?),
             Op::Compact(c) => applied(node.write(Command::Compact(c)).await?),
+            Op::LeaseGrant(r) => KvResult::LeaseGrant(node.lease_grant(r).await?),
+            Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
+            Op::LeaseKeepAlive(r) => KvResult::LeaseKeepAlive(node.lease_keep_alive(r.id)),
+            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r)),
+            Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases()),
         })
     }
 }
@@ -92,6 +97,10 @@ fn applied(a: Applied) -> KvResult {
         Applied::DeleteRange(r) => KvResult::DeleteRange(r),
         Applied::Txn(r) => KvResult::Txn(r),
         Applied::Compact(r) => KvResult::Compact(r),
+        Applied::Lease { revision } => KvResult::Error(StorageError {
+            code: ErrorCode::StorageFailure as i32,
+            detail: format!("lease change at revision {revision} reached the KV path"),
+        }),
     }
 }
 
@@ -101,6 +110,8 @@ fn storage_error(e: &NodeError) -> StorageError {
             MvccError::Compacted => ErrorCode::Compacted,
             MvccError::FutureRev => ErrorCode::FutureRevision,
             MvccError::LeaseNotFound => ErrorCode::LeaseNotFound,
+            MvccError::LeaseExists => ErrorCode::LeaseExists,
+            MvccError::LeaseTtlTooLarge => ErrorCode::LeaseTtlTooLarge,
             MvccError::KeyNotFound => ErrorCode::KeyNotFound,
             MvccError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
@@ -158,6 +169,11 @@ impl Storage for StorageService {
                     KvResult::DeleteRange(x) => self.stamp(&mut x.header),
                     KvResult::Txn(x) => self.stamp(&mut x.header),
                     KvResult::Compact(x) => self.stamp(&mut x.header),
+                    KvResult::LeaseGrant(x) => self.stamp(&mut x.header),
+                    KvResult::LeaseRevoke(x) => self.stamp(&mut x.header),
+                    KvResult::LeaseKeepAlive(x) => self.stamp(&mut x.header),
+                    KvResult::LeaseTimeToLive(x) => self.stamp(&mut x.header),
+                    KvResult::LeaseLeases(x) => self.stamp(&mut x.header),
                     KvResult::Error(_) => {}
                 }
                 r

@@ -5,6 +5,7 @@
 //! that fails validation (say, a compacted revision) still consumes its index and changes
 //! nothing else, as a committed raft entry would.
 
+use crate::mvcc::KvView as _;
 use crate::mvcc::{MvccError, Store};
 use metastore_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -19,6 +20,14 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// Lease id and TTL are decided before the entry is proposed.
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +36,10 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    /// Lease changes report the store revision after them.
+    Lease {
+        revision: i64,
+    },
 }
 
 pub struct StateMachine {
@@ -56,6 +69,14 @@ impl StateMachine {
                 Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
                 Command::Txn(r) => w.apply_txn(r).map(Applied::Txn),
                 Command::Compact(r) => w.apply_compact(r).map(Applied::Compact),
+                Command::LeaseGrant { id, ttl } => {
+                    w.grant_lease(*id, *ttl).map(|()| Applied::Lease {
+                        revision: w.visible_revision(),
+                    })
+                }
+                Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
+                    revision: w.visible_revision(),
+                }),
             };
             match outcome {
                 Err(e @ MvccError::Engine(_)) => Err(e),

@@ -2,4 +2,5 @@
 
 mod feed;
 pub mod kv;
+pub mod lease;
 pub mod watch;

@@ -23,15 +23,18 @@ pub enum Table {
     Key,
     /// Store metadata: applied index, current and compacted revisions.
     Meta,
+    /// Leases: `id -> granted TTL`.
+    Lease,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Key, Table::Meta];
+    pub const ALL: [Table; 3] = [Table::Key, Table::Meta, Table::Lease];
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Key => "key",
             Table::Meta => "meta",
+            Table::Lease => "lease",
         }
     }
 
@@ -39,6 +42,7 @@ impl Table {
         match self {
             Table::Key => 0,
             Table::Meta => 1,
+            Table::Lease => 2,
         }
     }
 }

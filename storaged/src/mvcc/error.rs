@@ -10,6 +10,10 @@ pub enum MvccError {
     FutureRev,
     #[error("requested lease not found")]
     LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("key not found")]
     KeyNotFound,
     #[error("invalid request: {0}")]

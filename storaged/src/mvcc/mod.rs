@@ -7,6 +7,7 @@
 //! - [`ops`]: etcd request semantics (Put, DeleteRange, Txn, Compact) on top of the two.
 //! - [`compact`]: compaction of the index and the engine.
 //! - [`history`]: past changes as watch events, for watchers catching up.
+//! - [`lease`]: leases and the keys attached to them.
 
 mod codec;
 mod compact;
@@ -14,6 +15,7 @@ mod error;
 mod history;
 mod key_index;
 mod key_range;
+mod lease;
 mod ops;
 mod read;
 mod revision;
@@ -26,6 +28,7 @@ mod model_test;
 pub use error::MvccError;
 pub use history::History;
 pub use key_range::KeyRange;
+pub use lease::{LeaseRecord, MAX_LEASE_TTL};
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
-pub use store::{CommitObserver, ReadTxn, Store, WriteTxn};
+pub use store::{CommitObserver, KvView, ReadTxn, Store, WriteTxn};

@@ -23,15 +23,6 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// No lease can exist until the Lease service lands, so any non-zero lease is unknown —
-/// exactly what etcd answers for a lease that was never granted.
-fn check_lease(lease: i64) -> Result<(), MvccError> {
-    if lease != 0 {
-        return Err(MvccError::LeaseNotFound);
-    }
-    Ok(())
-}
-
 /// True when every op in both branches (recursively) is a Range: such a txn changes nothing
 /// and is served as a read.
 pub fn is_read_only_txn(req: &TxnRequest) -> bool {
@@ -122,8 +113,8 @@ fn check_put(view: &impl KvView, req: &PutRequest) -> Result<(), MvccError> {
     if (req.ignore_value || req.ignore_lease) && view.index().latest(&req.key).is_none() {
         return Err(MvccError::KeyNotFound);
     }
-    if !req.ignore_lease {
-        check_lease(req.lease)?;
+    if !req.ignore_lease && req.lease != 0 && !view.lease_exists(req.lease) {
+        return Err(MvccError::LeaseNotFound);
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 use super::codec::{self, META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV};
 use super::error::MvccError;
 use super::key_index::KeyIndex;
+use super::lease::{LeaseUndo, Leases, decode_lease};
 use super::revision::Revision;
 use crate::engine::{Engine, Table, WriteBatch};
 use metastore_proto::mvccpb::{Event, KeyValue};
@@ -21,6 +22,7 @@ pub(super) struct State {
     pub compacted: i64,
     /// Index of the last applied log entry, persisted with the data it produced.
     pub applied: u64,
+    pub leases: Leases,
 }
 
 /// Told about every committed change, in revision order, while the store's write lock is
@@ -59,6 +61,16 @@ impl Store {
     pub fn with_revisions<T>(&self, f: impl FnOnce(i64, i64) -> T) -> T {
         let state = self.state.read();
         f(state.current, state.compacted)
+    }
+
+    /// A lease's record (granted TTL and attached keys), if it exists.
+    pub fn lease(&self, id: i64) -> Option<super::LeaseRecord> {
+        self.state.read().leases.get(id).cloned()
+    }
+
+    /// Every lease with its granted TTL.
+    pub fn leases(&self) -> Vec<(i64, i64)> {
+        self.state.read().leases.ids().collect()
     }
 
     pub fn engine(&self) -> &dyn Engine {
@@ -120,6 +132,7 @@ fn recover(engine: &dyn Engine) -> Result<State, MvccError> {
         current: (meta(META_CURRENT_REV)? as i64).max(1),
         compacted: meta(META_COMPACT_REV)? as i64,
         applied: meta(META_APPLIED_INDEX)?,
+        leases: Leases::default(),
     };
     let mut failure = None;
     engine.scan(Table::Key, &[], None, &mut |k, v| {
@@ -144,6 +157,27 @@ fn recover(engine: &dyn Engine) -> Result<State, MvccError> {
         return Err(e);
     }
     state.current = state.current.max(state.compacted);
+    let mut leases = Vec::new();
+    engine.scan(Table::Lease, &[], None, &mut |k, v| {
+        leases.push(decode_lease(k, v));
+        true
+    })?;
+    for lease in leases {
+        let (id, ttl) = lease?;
+        state.leases.restore(id, ttl);
+    }
+    let mut attached = Vec::new();
+    state
+        .index
+        .range(&super::KeyRange::From(Vec::new()), i64::MAX, |k, e| {
+            if e.lease != 0 {
+                attached.push((e.lease, k.to_vec()));
+            }
+            true
+        });
+    for (lease, key) in attached {
+        state.leases.attach_restored(lease, &key);
+    }
     Ok(state)
 }
 
@@ -153,6 +187,7 @@ pub trait KvView {
     /// The newest revision this view can see.
     fn visible_revision(&self) -> i64;
     fn compacted_revision(&self) -> i64;
+    fn lease_exists(&self, id: i64) -> bool;
     /// The stored record of `rev` (a live revision, never a tombstone).
     fn value(&self, rev: Revision) -> Result<KeyValue, MvccError>;
 }
@@ -180,6 +215,9 @@ impl KvView for ReadTxn<'_> {
     fn compacted_revision(&self) -> i64 {
         self.state.compacted
     }
+    fn lease_exists(&self, id: i64) -> bool {
+        self.state.leases.contains(id)
+    }
     fn value(&self, rev: Revision) -> Result<KeyValue, MvccError> {
         load(self.engine, rev)
     }
@@ -195,6 +233,7 @@ pub struct WriteTxn<'a> {
     pub(super) batch: WriteBatch,
     pub(super) touched: Vec<Vec<u8>>,
     pub(super) events: Vec<Event>,
+    pub(super) lease_undo: Vec<LeaseUndo>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -209,6 +248,7 @@ impl<'a> WriteTxn<'a> {
             batch: WriteBatch::default(),
             touched: Vec::new(),
             events: Vec::new(),
+            lease_undo: Vec::new(),
         }
     }
 
@@ -258,6 +298,14 @@ impl<'a> WriteTxn<'a> {
         for key in std::mem::take(&mut self.touched) {
             self.state.index.undo(&key, main);
         }
+        while let Some(u) = self.lease_undo.pop() {
+            self.state.leases.undo(u);
+        }
+    }
+
+    /// Lease state as this transaction sees it.
+    pub fn leases(&self) -> &Leases {
+        &self.state.leases
     }
 }
 
@@ -274,6 +322,9 @@ impl KvView for WriteTxn<'_> {
     }
     fn compacted_revision(&self) -> i64 {
         self.state.compacted
+    }
+    fn lease_exists(&self, id: i64) -> bool {
+        self.state.leases.contains(id)
     }
     fn value(&self, rev: Revision) -> Result<KeyValue, MvccError> {
         match self.pending.get(&rev) {

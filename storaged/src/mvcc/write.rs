@@ -36,6 +36,8 @@ impl WriteTxn<'_> {
         prev: Option<KeyValue>,
     ) -> KeyValue {
         let rev = self.next_revision();
+        let old_lease = prev.as_ref().map_or(0, |p| p.lease);
+        self.reattach(key, old_lease, lease);
         let entry = self.state.index.put(key, rev, lease);
         let kv = KeyValue {
             key: key.to_vec(),
@@ -67,6 +69,7 @@ impl WriteTxn<'_> {
         let mut deleted = Vec::with_capacity(keys.len());
         for (key, live_rev) in keys {
             let prev = self.value(live_rev)?;
+            self.reattach(&key, prev.lease, 0);
             let rev = self.next_revision();
             self.state.index.tombstone(&key, rev);
             let tomb = KeyValue {

@@ -1,0 +1,145 @@
+//! Leases as replicated state: which leases exist, their granted TTL, and which keys are
+//! attached. Deadlines are not state: the lessor keeps them in memory on the member that
+//! expires leases.
+
+use super::codec;
+use super::error::MvccError;
+use super::key_range::KeyRange;
+use super::store::WriteTxn;
+use crate::engine::Table;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// etcd's upper bound on a lease TTL, in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub ttl: i64,
+    pub keys: BTreeSet<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Leases {
+    map: BTreeMap<i64, LeaseRecord>,
+}
+
+/// How to undo one lease change of a failed write.
+#[derive(Debug)]
+pub(super) enum LeaseUndo {
+    Granted(i64),
+    Revoked(i64, LeaseRecord),
+    Attached(i64, Vec<u8>),
+    Detached(i64, Vec<u8>),
+}
+
+impl Leases {
+    pub fn get(&self, id: i64) -> Option<&LeaseRecord> {
+        self.map.get(&id)
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.map.iter().map(|(id, r)| (*id, r.ttl))
+    }
+
+    pub(super) fn restore(&mut self, id: i64, ttl: i64) {
+        self.map.entry(id).or_default().ttl = ttl;
+    }
+
+    pub(super) fn attach_restored(&mut self, id: i64, key: &[u8]) {
+        if let Some(r) = self.map.get_mut(&id) {
+            r.keys.insert(key.to_vec());
+        }
+    }
+
+    fn attach(&mut self, id: i64, key: &[u8]) -> bool {
+        match self.map.get_mut(&id) {
+            Some(r) => r.keys.insert(key.to_vec()),
+            None => false,
+        }
+    }
+
+    fn detach(&mut self, id: i64, key: &[u8]) -> bool {
+        self.map.get_mut(&id).is_some_and(|r| r.keys.remove(key))
+    }
+
+    pub(super) fn undo(&mut self, u: LeaseUndo) {
+        match u {
+            LeaseUndo::Granted(id) => {
+                self.map.remove(&id);
+            }
+            LeaseUndo::Revoked(id, record) => {
+                self.map.insert(id, record);
+            }
+            LeaseUndo::Attached(id, key) => {
+                self.detach(id, &key);
+            }
+            LeaseUndo::Detached(id, key) => {
+                self.attach(id, &key);
+            }
+        }
+    }
+}
+
+fn lease_key(id: i64) -> Vec<u8> {
+    (id as u64).to_be_bytes().to_vec()
+}
+
+pub(super) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64), MvccError> {
+    Ok((codec::decode_u64(k)? as i64, codec::decode_u64(v)? as i64))
+}
+
+impl WriteTxn<'_> {
+    /// Moves `key` from lease `old` to lease `new` (0 = none).
+    pub(super) fn reattach(&mut self, key: &[u8], old: i64, new: i64) {
+        if old == new {
+            return;
+        }
+        if old != 0 && self.state.leases.detach(old, key) {
+            self.lease_undo.push(LeaseUndo::Detached(old, key.to_vec()));
+        }
+        if new != 0 && self.state.leases.attach(new, key) {
+            self.lease_undo.push(LeaseUndo::Attached(new, key.to_vec()));
+        }
+    }
+
+    /// Creates lease `id` with `ttl` seconds (already adjusted to the minimum).
+    pub fn grant_lease(&mut self, id: i64, ttl: i64) -> Result<(), MvccError> {
+        if ttl > MAX_LEASE_TTL {
+            return Err(MvccError::LeaseTtlTooLarge);
+        }
+        if self.state.leases.contains(id) {
+            return Err(MvccError::LeaseExists);
+        }
+        self.state.leases.map.insert(
+            id,
+            LeaseRecord {
+                ttl,
+                keys: BTreeSet::new(),
+            },
+        );
+        self.lease_undo.push(LeaseUndo::Granted(id));
+        self.batch
+            .put(Table::Lease, lease_key(id), codec::encode_u64(ttl as u64));
+        Ok(())
+    }
+
+    /// Removes lease `id` and deletes every attached key, all in this write's one revision.
+    pub fn revoke_lease(&mut self, id: i64) -> Result<(), MvccError> {
+        let keys: Vec<Vec<u8>> = match self.state.leases.get(id) {
+            Some(r) => r.keys.iter().cloned().collect(),
+            None => return Err(MvccError::LeaseNotFound),
+        };
+        for key in keys {
+            self.delete_range(&KeyRange::Single(key))?;
+        }
+        if let Some(record) = self.state.leases.map.remove(&id) {
+            self.lease_undo.push(LeaseUndo::Revoked(id, record));
+        }
+        self.batch.delete(Table::Lease, lease_key(id));
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Leases through real processes, on every engine: grant rules and errors, keys that die with
+//! their lease (and the DELETE events watchers see), keep-alive, revoke, restarts.
+
+use anyhow::{Context, Result};
+use etcd_client::{
+    Client, EventType, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, WatchOptions,
+};
+use metastore_proto::etcdserverpb::LeaseKeepAliveRequest;
+use metastore_proto::etcdserverpb::lease_client::LeaseClient;
+use metastore_tests::{Deployment, ENGINES, channel};
+use std::time::{Duration, Instant};
+
+fn status(e: &etcd_client::Error) -> (tonic::Code, String) {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
+        other => (tonic::Code::Unknown, other.to_string()),
+    }
+}
+
+async fn exists(c: &mut Client, key: &str) -> Result<bool> {
+    Ok(c.get(key, None).await?.count() == 1)
+}
+
+#[tokio::test]
+async fn lease_lifecycle_and_errors() -> Result<()> {
+    for engine in ENGINES {
+        let d = Deployment::start(engine)?;
+        let mut c = d.client().await?;
+        let g = c.lease_grant(1, None).await?;
+        assert_eq!(g.ttl(), 2, "{engine}: TTL raised to the minimum");
+        assert!(g.id() > 0);
+        let rev = g.header().map(|h| h.revision());
+        assert_eq!(rev, Some(1), "a grant takes no revision");
+
+        let chosen = c
+            .lease_grant(60, Some(LeaseGrantOptions::new().with_id(4242)))
+            .await?;
+        assert_eq!((chosen.id(), chosen.ttl()), (4242, 60));
+        let err = c
+            .lease_grant(60, Some(LeaseGrantOptions::new().with_id(4242)))
+            .await
+            .expect_err("dup");
+        assert_eq!(
+            status(&err),
+            (
+                tonic::Code::FailedPrecondition,
+                "etcdserver: lease already exists".into()
+            )
+        );
+        let err = c
+            .lease_grant(9_000_000_001, None)
+            .await
+            .expect_err("too large");
+        assert_eq!(
+            status(&err),
+            (
+                tonic::Code::OutOfRange,
+                "etcdserver: too large lease TTL".into()
+            )
+        );
+
+        for k in ["l/a", "l/b", "l/c"] {
+            c.put(k, "v", Some(PutOptions::new().with_lease(4242)))
+                .await?;
+        }
+        c.put("l/moved", "v", Some(PutOptions::new().with_lease(4242)))
+            .await?;
+        c.put("l/moved", "v2", None).await?; // detaches
+        let ttl = c
+            .lease_time_to_live(4242, Some(LeaseTimeToLiveOptions::new().with_keys()))
+            .await?;
+        assert_eq!(ttl.granted_ttl(), 60);
+        assert!(ttl.ttl() > 55 && ttl.ttl() <= 60);
+        let keys: Vec<&[u8]> = ttl.keys().iter().map(|k| k.as_slice()).collect();
+        assert_eq!(keys, [&b"l/a"[..], b"l/b", b"l/c"]);
+        let leases = c.leases().await?;
+        assert_eq!(leases.leases().len(), 2);
+
+        // Revoke deletes every attached key in one revision; a watcher sees them together.
+        let mut w = c
+            .watch("l/", Some(WatchOptions::new().with_prefix()))
+            .await?;
+        assert!(w.message().await?.context("created")?.created());
+        let before = c.get("l/", None).await?.header().context("h")?.revision();
+        let revoked = c.lease_revoke(4242).await?;
+        assert_eq!(revoked.header().map(|h| h.revision()), Some(before + 1));
+        let r = tokio::time::timeout(Duration::from_secs(10), w.message())
+            .await??
+            .context("event")?;
+        assert_eq!(r.events().len(), 3);
+        assert!(
+            r.events()
+                .iter()
+                .all(|e| e.event_type() == EventType::Delete)
+        );
+        assert!(!exists(&mut c, "l/a").await? && exists(&mut c, "l/moved").await?);
+
+        // Unknown leases.
+        let err = c.lease_revoke(4242).await.expect_err("gone");
+        assert_eq!(
+            status(&err),
+            (
+                tonic::Code::NotFound,
+                "etcdserver: requested lease not found".into()
+            )
+        );
+        let ttl = c.lease_time_to_live(4242, None).await?;
+        assert_eq!(ttl.ttl(), -1);
+        // Keep-alive of an unknown lease: TTL 0 and the stream goes on (raw client: the crate
+        // turns TTL 0 into an error of its own).
+        let mut lc = LeaseClient::new(channel(&d.endpoint()).await?);
+        let asks = stream_of(vec![
+            LeaseKeepAliveRequest { id: 4242 },
+            LeaseKeepAliveRequest { id: 4242 },
+        ]);
+        let mut answers = lc.lease_keep_alive(asks).await?.into_inner();
+        for _ in 0..2 {
+            let a = answers.message().await?.context("answer")?;
+            assert_eq!((a.id, a.ttl), (4242, 0), "unknown lease: TTL 0");
+        }
+        let err = c
+            .put("x", "v", Some(PutOptions::new().with_lease(4242)))
+            .await
+            .expect_err("unknown");
+        assert_eq!(
+            status(&err),
+            (
+                tonic::Code::NotFound,
+                "etcdserver: requested lease not found".into()
+            )
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn expiry_deletes_keys_and_keep_alive_holds() -> Result<()> {
+    for engine in ENGINES {
+        let d = Deployment::start(engine)?;
+        let mut c = d.client().await?;
+        let short = c.lease_grant(2, None).await?.id();
+        let held = c.lease_grant(2, None).await?.id();
+        c.put("e/short", "v", Some(PutOptions::new().with_lease(short)))
+            .await?;
+        c.put("e/held", "v", Some(PutOptions::new().with_lease(held)))
+            .await?;
+        let mut w = c.watch("e/short", None).await?;
+        assert!(w.message().await?.context("created")?.created());
+
+        let (mut keeper, mut answers) = c.lease_keep_alive(held).await?;
+        let start = Instant::now();
+        // Renew `held` every 500 ms for three times its TTL.
+        while start.elapsed() < Duration::from_secs(6) {
+            keeper.keep_alive().await?;
+            let a = answers.message().await?.context("answer")?;
+            assert_eq!(a.ttl(), 2, "{engine}: renewed at full TTL");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            exists(&mut c, "e/held").await?,
+            "{engine}: kept alive for 3x TTL"
+        );
+        assert!(!exists(&mut c, "e/short").await?, "{engine}: expired");
+        let r = tokio::time::timeout(Duration::from_secs(10), w.message())
+            .await??
+            .context("event")?;
+        assert_eq!(r.events()[0].event_type(), EventType::Delete);
+        assert_eq!(c.lease_time_to_live(short, None).await?.ttl(), -1);
+        // Once renewals stop, the held lease expires too.
+        drop(keeper);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while exists(&mut c, "e/held").await? {
+            assert!(Instant::now() < deadline, "{engine}: lease never expired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Leases and their keys survive a SIGKILL of storaged (rocksdb); the restarted member gives
+/// every lease a fresh TTL, then expires the ones nobody renews.
+#[tokio::test]
+async fn leases_survive_restart() -> Result<()> {
+    let mut d = Deployment::start("rocksdb")?;
+    let mut c = d.client().await?;
+    let id = c.lease_grant(3, None).await?.id();
+    c.put("r/k", "v", Some(PutOptions::new().with_lease(id)))
+        .await?;
+    d.kill_storaged();
+    d.start_storaged()?;
+    let mut c = Client::connect([d.endpoint()], None).await?;
+    let ttl = c
+        .lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await?;
+    assert_eq!(ttl.granted_ttl(), 3);
+    assert!(ttl.ttl() >= 2, "fresh TTL after restart");
+    assert_eq!(ttl.keys().len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exists(&mut c, "r/k").await? {
+        assert!(
+            Instant::now() < deadline,
+            "lease never expired after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// A fixed list of requests as a request stream.
+fn stream_of<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T> futures_core::Stream for Iter<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    // The iterator is never pinned in place, whatever `T` is.
+    impl<T> Unpin for Iter<T> {}
+    Iter(items.into_iter())
+}
