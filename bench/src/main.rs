@@ -47,6 +47,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         watchers: usize,
     },
+    /// Lease renewals: each client grants a lease and renews it over a keep-alive stream
+    /// (`--total` renewals in all); reports renewals per second.
+    Keepalive,
 }
 
 fn key(i: usize, size: usize) -> Vec<u8> {
@@ -65,6 +68,9 @@ async fn main() -> Result<()> {
         for i in 0..args.key_space.min(args.total) {
             c.put(key(i, args.key_size), value.clone(), None).await?;
         }
+    }
+    if let Cmd::Keepalive = args.cmd {
+        return keepalive_bench(&endpoints, args.clients, args.total).await;
     }
     if let Cmd::Watch { watchers } = args.cmd {
         return watch_bench(&endpoints, watchers, args.total, args.val_size).await;
@@ -97,7 +103,7 @@ async fn main() -> Result<()> {
                         let opts = serializable.then(|| GetOptions::new().with_serializable());
                         c.get(k, opts).await?;
                     }
-                    Cmd::Watch { .. } => unreachable!("handled above"),
+                    Cmd::Watch { .. } | Cmd::Keepalive => unreachable!("handled above"),
                 }
                 lat.push(t.elapsed());
             }
@@ -206,6 +212,47 @@ async fn watch_bench(
         all.len() as f64 / elapsed,
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+async fn keepalive_bench(endpoints: &[String], clients: usize, total: usize) -> Result<()> {
+    let per_client = total / clients.max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let endpoints = endpoints.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&endpoints, None).await?;
+            let id = c.lease_grant(60, None).await?.id();
+            let (mut keeper, mut answers) = c.lease_keep_alive(id).await?;
+            let mut lat = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let t = Instant::now();
+                keeper.keep_alive().await?;
+                answers.message().await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let p = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "{} renewals, {clients} clients: {:.0} renewals/s, p50 {:.2} ms, p99 {:.2} ms",
+        all.len(),
+        all.len() as f64 / elapsed,
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3
     );
     Ok(())
 }
