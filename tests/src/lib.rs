@@ -248,3 +248,25 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// A channel receiver as a gRPC request stream (for bidirectional calls in tests).
+pub struct RequestStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for RequestStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A request stream that yields `items`, then ends.
+pub fn stream_of<T>(items: Vec<T>) -> RequestStream<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(items.len().max(1));
+    for item in items {
+        let _ = tx.try_send(item);
+    }
+    RequestStream(rx)
+}

@@ -673,7 +673,7 @@ async fn watch_conversation(endpoint: &str) -> Result<Vec<Vec<String>>> {
     // returns once a request has gone out.
     tx.send(create("k", b"l", 0, 0, true, vec![])).await?;
     let mut responses = wc
-        .watch(tokio_stream_compat::Receiver(rx))
+        .watch(metastore_tests::RequestStream(rx))
         .await?
         .into_inner();
     let steps = vec![
@@ -741,19 +741,4 @@ async fn quiet(
     }
     got.sort();
     Ok(got)
-}
-
-mod tokio_stream_compat {
-    //! A receiver as a request stream.
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    pub struct Receiver<T>(pub tokio::sync::mpsc::Receiver<T>);
-
-    impl<T> futures_core::Stream for Receiver<T> {
-        type Item = T;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-            self.0.poll_recv(cx)
-        }
-    }
 }

@@ -7,7 +7,7 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::LeaseKeepAliveRequest;
 use metastore_proto::etcdserverpb::lease_client::LeaseClient;
-use metastore_tests::{Deployment, ENGINES, channel};
+use metastore_tests::{Deployment, ENGINES, channel, stream_of};
 use std::time::{Duration, Instant};
 
 fn status(e: &etcd_client::Error) -> (tonic::Code, String) {
@@ -204,23 +204,4 @@ async fn leases_survive_restart() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
-}
-
-/// A fixed list of requests as a request stream.
-fn stream_of<T: Send + 'static>(
-    items: Vec<T>,
-) -> impl futures_core::Stream<Item = T> + Send + 'static {
-    struct Iter<T>(std::vec::IntoIter<T>);
-    impl<T> futures_core::Stream for Iter<T> {
-        type Item = T;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<T>> {
-            std::task::Poll::Ready(self.0.next())
-        }
-    }
-    // The iterator is never pinned in place, whatever `T` is.
-    impl<T> Unpin for Iter<T> {}
-    Iter(items.into_iter())
 }

@@ -9,27 +9,10 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::watch_request::RequestUnion;
 use metastore_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
-use metastore_tests::{Deployment, ENGINES, WatchClient, channel};
+use metastore_tests::{Deployment, ENGINES, RequestStream, WatchClient, channel};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_stream_shim::ReceiverStream;
-
-mod tokio_stream_shim {
-    //! A receiver as a request stream without another dependency.
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use tokio::sync::mpsc;
-
-    pub struct ReceiverStream<T>(pub mpsc::Receiver<T>);
-
-    impl<T> futures_core::Stream for ReceiverStream<T> {
-        type Item = T;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-            self.0.poll_recv(cx)
-        }
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -199,7 +182,7 @@ async fn watch_ids_and_refusals() -> Result<()> {
     let d = Deployment::start("memory")?;
     let mut wc = WatchClient::new(channel(&d.endpoint()).await?);
     let (tx, rx) = mpsc::channel(16);
-    let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+    let mut resp = wc.watch(RequestStream(rx)).await?.into_inner();
     let create = |key: &str, end: &str, id: i64| WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: key.into(),
@@ -535,7 +518,7 @@ async fn ten_thousand_watchers() -> Result<()> {
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
             let (tx, rx) = mpsc::channel(PER_STREAM);
-            let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+            let mut resp = wc.watch(RequestStream(rx)).await?.into_inner();
             for _ in 0..PER_STREAM {
                 tx.send(WatchRequest {
                     request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
@@ -673,7 +656,7 @@ async fn large_revisions_are_fragmented_on_request() -> Result<()> {
         })),
     })
     .await?;
-    let mut resp = wc.watch(ReceiverStream(rx)).await?.into_inner();
+    let mut resp = wc.watch(RequestStream(rx)).await?.into_inner();
     let created = resp.message().await?.context("ended")?;
     assert!(created.created);
     c.delete("f/", Some(etcd_client::DeleteOptions::new().with_prefix()))

@@ -1,11 +1,9 @@
 //! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
 
-use crate::error::Error;
 use crate::upstream::Upstream;
 use crate::validate::{self, Limits};
 use metastore_internal_proto::storage::Consistency;
 use metastore_internal_proto::storage::kv_request::Op;
-use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_proto::etcdserverpb::kv_server::Kv;
 use metastore_proto::etcdserverpb::request_op::Request as OpRequest;
 use metastore_proto::etcdserverpb::{
@@ -43,19 +41,6 @@ fn txn_consistency(t: &TxnRequest) -> Consistency {
     }
 }
 
-macro_rules! expect {
-    ($result:expr, $variant:ident) => {
-        match $result {
-            KvResult::$variant(r) => Ok(Response::new(r)),
-            other => Err(Error::Internal(format!(
-                "storage answered {} with {other:?}",
-                stringify!($variant)
-            ))
-            .into()),
-        }
-    };
-}
-
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(
@@ -69,19 +54,22 @@ impl Kv for KvService {
         } else {
             Consistency::Linearizable
         };
-        expect!(self.upstream.kv(consistency, Op::Range(r)).await?, Range)
+        Ok(Response::new(expect_result!(
+            self.upstream.kv(consistency, Op::Range(r)).await?,
+            Range
+        )?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = request.into_inner();
         validate::put(&r)?;
         validate::size(&r, &self.limits)?;
-        expect!(
+        Ok(Response::new(expect_result!(
             self.upstream
                 .kv(Consistency::Linearizable, Op::Put(r))
                 .await?,
             Put
-        )
+        )?))
     }
 
     async fn delete_range(
@@ -91,12 +79,12 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::delete_range(&r)?;
         validate::size(&r, &self.limits)?;
-        expect!(
+        Ok(Response::new(expect_result!(
             self.upstream
                 .kv(Consistency::Linearizable, Op::DeleteRange(r))
                 .await?,
             DeleteRange
-        )
+        )?))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -104,7 +92,10 @@ impl Kv for KvService {
         validate::txn(&r, &self.limits)?;
         validate::size(&r, &self.limits)?;
         let consistency = txn_consistency(&r);
-        expect!(self.upstream.kv(consistency, Op::Txn(r)).await?, Txn)
+        Ok(Response::new(expect_result!(
+            self.upstream.kv(consistency, Op::Txn(r)).await?,
+            Txn
+        )?))
     }
 
     async fn compact(
@@ -112,11 +103,11 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let r = request.into_inner();
-        expect!(
+        Ok(Response::new(expect_result!(
             self.upstream
                 .kv(Consistency::Linearizable, Op::Compact(r))
                 .await?,
             Compact
-        )
+        )?))
     }
 }

@@ -1,11 +1,9 @@
 //! `etcdserverpb.Lease`: grant, revoke, keep-alive streams, time-to-live, list.
 
-use crate::error::Error;
 use crate::upstream::Upstream;
 use futures::StreamExt;
 use metastore_internal_proto::storage::Consistency;
 use metastore_internal_proto::storage::kv_request::Op;
-use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_proto::etcdserverpb::lease_server::Lease;
 use metastore_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -26,18 +24,6 @@ impl LeaseService {
     }
 }
 
-macro_rules! expect {
-    ($result:expr, $variant:ident) => {
-        match $result {
-            KvResult::$variant(r) => Ok(r),
-            other => Err(Error::Internal(format!(
-                "storage answered {} with {other:?}",
-                stringify!($variant)
-            ))),
-        }
-    };
-}
-
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(
@@ -49,7 +35,7 @@ impl Lease for LeaseService {
             .upstream
             .kv(Consistency::Linearizable, Op::LeaseGrant(r))
             .await?;
-        Ok(Response::new(expect!(result, LeaseGrant)?))
+        Ok(Response::new(expect_result!(result, LeaseGrant)?))
     }
 
     async fn lease_revoke(
@@ -61,7 +47,7 @@ impl Lease for LeaseService {
             .upstream
             .kv(Consistency::Linearizable, Op::LeaseRevoke(r))
             .await?;
-        Ok(Response::new(expect!(result, LeaseRevoke)?))
+        Ok(Response::new(expect_result!(result, LeaseRevoke)?))
     }
 
     type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
@@ -81,7 +67,7 @@ impl Lease for LeaseService {
                     .kv(Consistency::Linearizable, Op::LeaseKeepAlive(r))
                     .await
                 {
-                    Ok(result) => expect!(result, LeaseKeepAlive).map_err(Status::from),
+                    Ok(result) => expect_result!(result, LeaseKeepAlive).map_err(Status::from),
                     Err(e) => Err(Status::from(e)),
                 };
                 let failed = answer.is_err();
@@ -102,7 +88,7 @@ impl Lease for LeaseService {
             .upstream
             .kv(Consistency::Linearizable, Op::LeaseTimeToLive(r))
             .await?;
-        Ok(Response::new(expect!(result, LeaseTimeToLive)?))
+        Ok(Response::new(expect_result!(result, LeaseTimeToLive)?))
     }
 
     async fn lease_leases(
@@ -114,6 +100,6 @@ impl Lease for LeaseService {
             .upstream
             .kv(Consistency::Linearizable, Op::LeaseLeases(r))
             .await?;
-        Ok(Response::new(expect!(result, LeaseLeases)?))
+        Ok(Response::new(expect_result!(result, LeaseLeases)?))
     }
 }
