@@ -127,7 +127,7 @@ impl Node {
     /// Renews a lease; TTL 0 when it does not exist (or has expired), as etcd answers.
     pub fn lease_keep_alive(&self, id: i64) -> LeaseKeepAliveResponse {
         let revision = self.store.current_revision();
-        let ttl = if self.store.lease(id).is_some() {
+        let ttl = if self.store.lease_exists(id) {
             self.lessor.renew(id).unwrap_or(0)
         } else {
             0
@@ -171,7 +171,7 @@ impl Node {
                 .lessor
                 .by_deadline()
                 .into_iter()
-                .filter(|id| self.store.lease(*id).is_some())
+                .filter(|id| self.store.lease_exists(*id))
                 .map(|id| LeaseStatus { id })
                 .collect(),
         }
@@ -195,7 +195,7 @@ impl Node {
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or_default();
             let id = (((self.identity.member_id & 0xffff) << 47) ^ (now << 4)) as i64 & i64::MAX;
-            if id != 0 && self.store.lease(id).is_none() {
+            if id != 0 && !self.store.lease_exists(id) {
                 return id;
             }
         }

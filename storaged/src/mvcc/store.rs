@@ -68,6 +68,10 @@ impl Store {
         self.state.read().leases.get(id).cloned()
     }
 
+    pub fn lease_exists(&self, id: i64) -> bool {
+        self.state.read().leases.contains(id)
+    }
+
     /// Every lease with its granted TTL.
     pub fn leases(&self) -> Vec<(i64, i64)> {
         self.state.read().leases.ids().collect()
