@@ -1,10 +1,10 @@
 //! `etcdserverpb.Watch`: one bidirectional stream carries many watchers.
 //!
-//! A [`Session`] per client stream owns the watch ids and handles create, cancel and progress
-//! requests in arrival order. Each watcher has a task that holds one upstream watch on
-//! storaged and relays its events (filters and fragmentation applied here). If the upstream
-//! stream breaks, the task resumes it from the next undelivered revision, so the client sees
-//! no gap and no duplicate.
+//! A `Session` per client stream owns the watch ids and handles create, cancel and progress
+//! requests in arrival order (`session`). Each watcher has a task (`watcher`) that relays
+//! events from a shared feed (watchers "from now", see `feed`) or from an upstream watch of
+//! its own, applying filters and fragmentation (`fragment`). If its source goes away, the
+//! task resumes from the next undelivered revision, so the client sees no gap and no duplicate.
 
 mod fragment;
 mod session;
