@@ -22,7 +22,7 @@ pub struct Args {
     /// Human-readable name of this member.
     #[arg(long, env = "METASTORE_NAME")]
     pub name: Option<String>,
-    /// Data directory [default: data/<engine>/<name>].
+    /// Data directory [default: data/ENGINE/NAME].
     #[arg(long, env = "METASTORE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Storage engine: memory or rocksdb [default: rocksdb].
@@ -37,7 +37,7 @@ pub struct Args {
     /// This member's peer URLs as other members reach them [default: http://127.0.0.1:2380].
     #[arg(long, env = "METASTORE_INITIAL_ADVERTISE_PEER_URLS")]
     pub initial_advertise_peer_urls: Option<String>,
-    /// Bootstrap membership, name=peerURL,... [default: <name>=<initial-advertise-peer-urls>].
+    /// Bootstrap membership, name=peerURL,... [default: NAME=ADVERTISED-PEER-URLS].
     #[arg(long, env = "METASTORE_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
     /// new or existing [default: new].

@@ -2,7 +2,7 @@
 //! read snapshots.
 //!
 //! The MVCC layer sees only the small traits here ([`ReadView`], [`Engine`]); the concrete
-//! engines live in [`memory`] and [`rocks`], and [`open`] is the only place that names them.
+//! engines live in `memory` and `rocks`, and [`open`] is the only place that names them.
 
 mod memory;
 mod open;

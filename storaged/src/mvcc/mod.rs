@@ -1,13 +1,13 @@
 //! etcd's multi-version store, independent of the engine underneath.
 //!
-//! - [`store`]: the [`Store`] (state, recovery) and its read and write transactions.
-//! - [`key_index`]: per-key revision history kept in memory.
-//! - [`read`]: Range with every etcd option.
-//! - [`write`]: puts and deletes inside one write transaction (one main revision).
-//! - [`ops`]: etcd request semantics (Put, DeleteRange, Txn, Compact) on top of the two.
-//! - [`compact`]: compaction of the index and the engine.
-//! - [`history`]: past changes as watch events, for watchers catching up.
-//! - [`lease`]: leases and the keys attached to them.
+//! - `store`: the [`Store`] (state, recovery) and its read and write transactions.
+//! - `key_index`: per-key revision history kept in memory.
+//! - `read`: Range with every etcd option.
+//! - `write`: puts and deletes inside one write transaction (one main revision).
+//! - `ops`: etcd request semantics (Put, DeleteRange, Txn, Compact) on top of the two.
+//! - `compact`: compaction of the index and the engine.
+//! - `history`: past changes as watch events, for watchers catching up.
+//! - `lease`: leases and the keys attached to them.
 
 mod codec;
 mod compact;

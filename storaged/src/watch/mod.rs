@@ -1,8 +1,8 @@
 //! The watch hub: fed by the apply path, it streams every committed change to the watchers
 //! whose range it touches.
 //!
-//! - [`hub`]: the registry of watchers and the live fan-out, run inside each commit.
-//! - [`watcher`]: one task per watcher that catches it up from history, then relays live
+//! - `hub`: the registry of watchers and the live fan-out, run inside each commit.
+//! - `watcher`: one task per watcher that catches it up from history, then relays live
 //!   events, and answers progress questions in order with the events.
 //!
 //! A watcher is either *synced* (gets live events from the hub) or *catching up* (reads
