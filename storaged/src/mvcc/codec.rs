@@ -3,6 +3,7 @@
 use super::error::MvccError;
 use super::key_index::IndexEntry;
 use super::revision::Revision;
+use crate::engine::{ReadView, Table};
 use metastore_proto::mvccpb::KeyValue;
 use prost::Message;
 
@@ -46,4 +47,43 @@ pub fn index_entry(rev: Revision, tombstone: bool, kv: &KeyValue) -> IndexEntry 
             lease: kv.lease,
         }
     }
+}
+
+/// A stored revision record: its revision, whether it is a tombstone, the record, and its
+/// encoded size.
+pub struct Record {
+    pub rev: Revision,
+    pub tombstone: bool,
+    pub kv: KeyValue,
+    pub size: usize,
+}
+
+/// Visits the revision records in `[start, end)` in revision order until `visit` returns
+/// false; a record that does not decode stops the scan with `Corrupt`.
+pub fn scan_records(
+    view: &dyn ReadView,
+    start: &[u8],
+    end: Option<&[u8]>,
+    mut visit: impl FnMut(Record) -> bool,
+) -> Result<(), MvccError> {
+    let mut failure = None;
+    view.scan(Table::Key, start, end, &mut |k, v| {
+        let Some((rev, tombstone)) = Revision::from_key(k) else {
+            failure = Some(MvccError::Corrupt("bad revision key".into()));
+            return false;
+        };
+        match decode_kv(v) {
+            Ok(kv) => visit(Record {
+                rev,
+                tombstone,
+                kv,
+                size: v.len(),
+            }),
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
 }

@@ -6,7 +6,6 @@ use super::error::MvccError;
 use super::key_range::KeyRange;
 use super::revision::Revision;
 use super::store::{KvView, Store};
-use crate::engine::Table;
 use metastore_proto::mvccpb::event::EventType;
 use metastore_proto::mvccpb::{Event, KeyValue};
 
@@ -51,37 +50,20 @@ impl Store {
         let start = Revision::new(from, 0).to_key(false);
         let end = Revision::new(last + 1, 0).to_key(false);
         let mut records: Vec<(Revision, bool, KeyValue)> = Vec::new();
-        let mut failure = None;
         let mut bytes = 0usize;
         let mut cut = None;
-        self.engine()
-            .scan(Table::Key, &start, Some(&end), &mut |k, v| {
-                let Some((rev, tomb)) = Revision::from_key(k) else {
-                    failure = Some(MvccError::Corrupt("bad revision key".into()));
-                    return false;
-                };
-                let starts_revision = records.last().is_some_and(|(r, _, _)| r.main != rev.main);
-                if starts_revision && bytes >= max_bytes {
-                    cut = Some(rev.main - 1);
-                    return false;
-                }
-                match codec::decode_kv(v) {
-                    Ok(kv) => {
-                        if range.contains(&kv.key) {
-                            bytes += v.len();
-                            records.push((rev, tomb, kv));
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        codec::scan_records(self.engine(), &start, Some(&end), |r| {
+            let starts_revision = records.last().is_some_and(|(p, _, _)| p.main != r.rev.main);
+            if starts_revision && bytes >= max_bytes {
+                cut = Some(r.rev.main - 1);
+                return false;
+            }
+            if range.contains(&r.kv.key) {
+                bytes += r.size;
+                records.push((r.rev, r.tombstone, r.kv));
+            }
+            true
+        })?;
         if let Some(last) = cut {
             history.last = last;
         }

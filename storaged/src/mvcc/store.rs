@@ -138,28 +138,13 @@ fn recover(engine: &dyn Engine) -> Result<State, MvccError> {
         applied: meta(META_APPLIED_INDEX)?,
         leases: Leases::default(),
     };
-    let mut failure = None;
-    engine.scan(Table::Key, &[], None, &mut |k, v| {
-        let record = Revision::from_key(k)
-            .ok_or_else(|| MvccError::Corrupt("bad revision key".into()))
-            .and_then(|(rev, tomb)| Ok((rev, tomb, codec::decode_kv(v)?)));
-        match record {
-            Ok((rev, tomb, kv)) => {
-                state.current = state.current.max(rev.main);
-                state
-                    .index
-                    .restore(&kv.key, codec::index_entry(rev, tomb, &kv));
-                true
-            }
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        }
+    codec::scan_records(engine, &[], None, |r| {
+        state.current = state.current.max(r.rev.main);
+        state
+            .index
+            .restore(&r.kv.key, codec::index_entry(r.rev, r.tombstone, &r.kv));
+        true
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     state.current = state.current.max(state.compacted);
     let mut leases = Vec::new();
     engine.scan(Table::Lease, &[], None, &mut |k, v| {
