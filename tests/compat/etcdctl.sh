@@ -76,6 +76,20 @@ for line in text.splitlines():
         out.append(line)
 print("\n".join(out))'
 }
+# verdict NAME WANT GOT [REGEX]: identical, non-empty output (matching REGEX if given).
+verdict() {
+  local name=$1 want=$2 got=$3 expect=${4:-}
+  if [ "$want" != "$got" ]; then
+    FAIL=$((FAIL+1)); echo "FAIL $name"
+    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
+  elif [ -z "$got" ]; then
+    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
+  elif [ -n "$expect" ] && ! grep -Eq "$expect" <<<"$got"; then
+    FAIL=$((FAIL+1)); echo "FAIL $name (output does not match /$expect/)"; echo "$got" | sed 's/^/    /' | head -10
+  else
+    PASS=$((PASS+1)); echo "PASS $name"
+  fi
+}
 run_on() { # endpoint, stdin file, args...
   local ep=$1 input=$2; shift 2
   local out rc
@@ -96,16 +110,7 @@ check() {
   local want got
   want=$(run_on $EP "$input" "$@")
   got=$(run_on $MP "$input" "$@")
-  if [ "$want" != "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name"
-    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
-  elif [ -z "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
-  elif [ -n "$expect" ] && ! grep -Eq "$expect" <<<"$got"; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (output does not match /$expect/)"; echo "$got" | sed 's/^/    /' | head -10
-  else
-    PASS=$((PASS+1)); echo "PASS $name"
-  fi
+  verdict "$name" "$want" "$got" "$expect"
 }
 
 # A watch runs for 3 s on each target while the given writes (one etcdctl command per line)
@@ -135,14 +140,7 @@ check_watch() {
   local want got
   want=$(watch_run $EP "$writes" "$typed" "$@")
   got=$(watch_run $MP "$writes" "$typed" "$@")
-  if [ "$want" != "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name"
-    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
-  elif [ -z "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
-  else
-    PASS=$((PASS+1)); echo "PASS $name"
-  fi
+  verdict "$name" "$want" "$got"
 }
 
 check put --expect '^OK' -- put foo bar
@@ -192,14 +190,7 @@ check_script() {
   local name=$1 body=$2 want got
   want=$(E="etcdctl --endpoints 127.0.0.1:$EP --command-timeout=10s" bash -c "$body" 2>&1 | normalize)
   got=$(E="etcdctl --endpoints 127.0.0.1:$MP --command-timeout=10s" bash -c "$body" 2>&1 | normalize)
-  if [ "$want" != "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name"
-    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
-  elif [ -z "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
-  else
-    PASS=$((PASS+1)); echo "PASS $name"
-  fi
+  verdict "$name" "$want" "$got"
 }
 export ETCDCTL_API=3
 check_script lease-grant-put-timetolive 'L=$($E lease grant 60 | cut -d" " -f2); $E put --lease=$L lk1 v; $E lease timetolive $L --keys | sed "s/remaining([0-9]*s)/remaining(R)/"; $E put --lease=$L lk2 v; $E lease timetolive $L | sed "s/remaining([0-9]*s)/remaining(R)/"; $E get lk --prefix'

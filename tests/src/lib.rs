@@ -270,3 +270,11 @@ pub fn stream_of<T>(items: Vec<T>) -> RequestStream<T> {
     }
     RequestStream(rx)
 }
+
+/// Code and message of a failed `etcd-client` call (what etcd clients match on).
+pub fn grpc_status(e: &etcd_client::Error) -> (tonic::Code, String) {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
+        other => (tonic::Code::Unknown, other.to_string()),
+    }
+}

@@ -5,14 +5,7 @@ use etcd_client::{
     CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse,
 };
-use metastore_tests::{Deployment, ENGINES};
-
-fn grpc_message(e: &etcd_client::Error) -> (tonic::Code, String) {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
-        other => (tonic::Code::Unknown, other.to_string()),
-    }
-}
+use metastore_tests::{Deployment, ENGINES, grpc_status};
 
 #[tokio::test]
 async fn put_get_delete_on_every_engine() -> Result<()> {
@@ -119,7 +112,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("compacted");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::OutOfRange,
                 "etcdserver: mvcc: required revision has been compacted".into()
@@ -130,7 +123,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("future");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::OutOfRange,
                 "etcdserver: mvcc: required revision is a future revision".into()
@@ -138,7 +131,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
         );
         let err = c.put("", "x", None).await.expect_err("empty key");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::InvalidArgument,
                 "etcdserver: key is not provided".into()
@@ -149,7 +142,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("lease");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::NotFound,
                 "etcdserver: requested lease not found".into()
@@ -160,7 +153,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("ignore_value on a missing key");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::InvalidArgument,
                 "etcdserver: key not found".into()
@@ -169,7 +162,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
         let dup = Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)]);
         let err = c.txn(dup).await.expect_err("duplicate");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::InvalidArgument,
                 "etcdserver: duplicate key given in txn request".into()
@@ -183,7 +176,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("too many ops");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::InvalidArgument,
                 "etcdserver: too many operations in txn request".into()
@@ -194,7 +187,7 @@ async fn txn_compaction_and_errors() -> Result<()> {
             .await
             .expect_err("too large");
         assert_eq!(
-            grpc_message(&err),
+            grpc_status(&err),
             (
                 tonic::Code::InvalidArgument,
                 "etcdserver: request is too large".into()

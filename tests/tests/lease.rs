@@ -7,15 +7,8 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::LeaseKeepAliveRequest;
 use metastore_proto::etcdserverpb::lease_client::LeaseClient;
-use metastore_tests::{Deployment, ENGINES, channel, stream_of};
+use metastore_tests::{Deployment, ENGINES, channel, grpc_status, stream_of};
 use std::time::{Duration, Instant};
-
-fn status(e: &etcd_client::Error) -> (tonic::Code, String) {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
-        other => (tonic::Code::Unknown, other.to_string()),
-    }
-}
 
 async fn exists(c: &mut Client, key: &str) -> Result<bool> {
     Ok(c.get(key, None).await?.count() == 1)
@@ -41,7 +34,7 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
             .await
             .expect_err("dup");
         assert_eq!(
-            status(&err),
+            grpc_status(&err),
             (
                 tonic::Code::FailedPrecondition,
                 "etcdserver: lease already exists".into()
@@ -52,7 +45,7 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
             .await
             .expect_err("too large");
         assert_eq!(
-            status(&err),
+            grpc_status(&err),
             (
                 tonic::Code::OutOfRange,
                 "etcdserver: too large lease TTL".into()
@@ -98,7 +91,7 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
         // Unknown leases.
         let err = c.lease_revoke(4242).await.expect_err("gone");
         assert_eq!(
-            status(&err),
+            grpc_status(&err),
             (
                 tonic::Code::NotFound,
                 "etcdserver: requested lease not found".into()
@@ -123,7 +116,7 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
             .await
             .expect_err("unknown");
         assert_eq!(
-            status(&err),
+            grpc_status(&err),
             (
                 tonic::Code::NotFound,
                 "etcdserver: requested lease not found".into()
