@@ -74,8 +74,16 @@ pub async fn bind_all(flag: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListene
 
 /// Logs to stderr; `RUST_LOG` wins over `level`.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // openraft reports every election step at info; keep its warnings only unless
+        // asked for (RUST_LOG or an explicit openraft directive).
+        let spec = if level.contains("openraft") {
+            level.to_string()
+        } else {
+            format!("{level},openraft=warn")
+        };
+        tracing_subscriber::EnvFilter::new(spec)
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -38,6 +38,24 @@ pub enum Error {
     NotLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     /// No storage member could be reached.
     #[error("metastore: storage unavailable: {0}")]
     Unavailable(String),
@@ -57,7 +75,16 @@ impl Error {
             | Error::TooManyOps
             | Error::DuplicateKey
             | Error::InvalidSortOption
-            | Error::RequestTooLarge => Code::InvalidArgument,
+            | Error::RequestTooLarge
+            | Error::MemberBadUrls => Code::InvalidArgument,
+            Error::MemberExists
+            | Error::PeerUrlExists
+            | Error::MemberNotLearner
+            | Error::LearnerNotReady
+            | Error::TooManyLearners
+            | Error::BadLeaderTransferee => Code::FailedPrecondition,
+            Error::MemberNotFound => Code::NotFound,
+            Error::LeaderChanged => Code::Unavailable,
             Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
@@ -89,6 +116,15 @@ impl From<StorageError> for Error {
             Ok(ErrorCode::KeyNotFound) => Error::KeyNotFound,
             Ok(ErrorCode::NotLeader) => Error::NotLeader,
             Ok(ErrorCode::NoLeader) => Error::NoLeader,
+            Ok(ErrorCode::LeaderChanged) => Error::LeaderChanged,
+            Ok(ErrorCode::Timeout) => Error::Timeout,
+            Ok(ErrorCode::MemberExists) => Error::MemberExists,
+            Ok(ErrorCode::MemberNotFound) => Error::MemberNotFound,
+            Ok(ErrorCode::PeerUrlExists) => Error::PeerUrlExists,
+            Ok(ErrorCode::LearnerNotReady) => Error::LearnerNotReady,
+            Ok(ErrorCode::TooManyLearners) => Error::TooManyLearners,
+            Ok(ErrorCode::MemberNotLearner) => Error::MemberNotLearner,
+            Ok(ErrorCode::BadLeaderTransferee) => Error::BadLeaderTransferee,
             Ok(ErrorCode::InvalidRequest) if e.detail.contains("sort option") => {
                 Error::InvalidSortOption
             }
@@ -180,6 +216,51 @@ mod tests {
                 Code::Unavailable,
                 "etcdserver: request timed out",
             ),
+            (
+                Error::LeaderChanged,
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
+            (
+                Error::MemberExists,
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ),
+            (
+                Error::PeerUrlExists,
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                Error::MemberBadUrls,
+                Code::InvalidArgument,
+                "etcdserver: given member URLs are invalid",
+            ),
+            (
+                Error::MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                Error::MemberNotLearner,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
+            (
+                Error::LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                Error::TooManyLearners,
+                Code::FailedPrecondition,
+                "etcdserver: too many learner members in cluster",
+            ),
+            (
+                Error::BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
         ];
         for (err, code, msg) in table {
             let status = err.to_status();
@@ -202,6 +283,15 @@ mod tests {
         assert_eq!(e(ErrorCode::KeyNotFound), Error::KeyNotFound);
         assert_eq!(e(ErrorCode::LeaseExists), Error::LeaseExists);
         assert_eq!(e(ErrorCode::LeaseTtlTooLarge), Error::LeaseTtlTooLarge);
+        assert_eq!(e(ErrorCode::LeaderChanged), Error::LeaderChanged);
+        assert_eq!(e(ErrorCode::MemberNotFound), Error::MemberNotFound);
+        assert_eq!(e(ErrorCode::PeerUrlExists), Error::PeerUrlExists);
+        assert_eq!(e(ErrorCode::MemberNotLearner), Error::MemberNotLearner);
+        assert_eq!(e(ErrorCode::LearnerNotReady), Error::LearnerNotReady);
+        assert_eq!(
+            e(ErrorCode::BadLeaderTransferee),
+            Error::BadLeaderTransferee
+        );
         assert!(matches!(e(ErrorCode::StorageFailure), Error::Internal(_)));
     }
 }

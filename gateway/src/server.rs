@@ -1,12 +1,16 @@
 //! Listeners and service registration.
 
 use crate::config::Config;
+use crate::etcd::cluster::ClusterService;
 use crate::etcd::kv::KvService;
 use crate::etcd::lease::LeaseService;
+use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
 use crate::upstream::Upstream;
+use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
 use metastore_proto::etcdserverpb::lease_server::LeaseServer;
+use metastore_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::server::TcpIncoming;
 
@@ -28,6 +32,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let kv_service = std::sync::Arc::new(KvService::new(upstream.clone(), cfg.limits));
     let watch_service = std::sync::Arc::new(WatchService::new(upstream.clone(), cfg.watch));
     let lease_service = std::sync::Arc::new(LeaseService::new(upstream.clone()));
+    let cluster_service = std::sync::Arc::new(ClusterService::new(
+        upstream.clone(),
+        cfg.advertise_client_urls.clone(),
+    ));
+    let maintenance_service = std::sync::Arc::new(MaintenanceService::new(upstream.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -42,6 +51,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(kv)
             .add_service(watch)
             .add_service(LeaseServer::from_arc(lease_service.clone()))
+            .add_service(ClusterServer::from_arc(cluster_service.clone()))
+            .add_service(MaintenanceServer::from_arc(maintenance_service.clone()))
             .add_service(health.clone())
             .add_service(reflection.clone());
         tasks.spawn(router.serve_with_incoming_shutdown(

@@ -1,20 +1,28 @@
-//! Connections to storaged. Every client request becomes one call here.
+//! Connections to the storaged members. Every client request becomes one call here.
 //!
-//! Before raft replication lands, a storaged is a one-member cluster, so the gateway sends
-//! everything to the first `--storage-endpoints` entry; leader tracking and read spreading
-//! across members arrive with replication.
+//! The gateway prefers the first reachable `--storage-endpoints` entry: requests go there,
+//! and that member forwards to the raft leader what only the leader may serve. When the
+//! preferred member cannot be reached, the next one is tried (and preferred from then on).
+//! A request is retried on another member only when it cannot have taken effect: the
+//! connection failed before it was sent, or the member answered that there is no leader.
 
 use crate::error::{self, Error};
+use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
+use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
-    Consistency, KvRequest, MemberInfoRequest, MemberInfoResponse, RequestContext,
+    ClusterRequest, Consistency, ErrorCode, KvRequest, MemberInfoRequest, MemberInfoResponse,
+    MoveLeaderAsk, RequestContext, StatusRequest, StatusResponse, StorageError,
     WatchUpstreamRequest, WatchUpstreamResponse,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
@@ -22,82 +30,229 @@ use tonic::transport::{Channel, Endpoint};
 /// etcd's request timeout with default settings: 5 s + 2 x election timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
+/// Pause before asking again when a member reports no leader (an election is running).
+const NO_LEADER_BACKOFF: Duration = Duration::from_millis(100);
 
-#[derive(Clone)]
-pub struct Upstream {
+struct Member {
+    url: String,
     /// Unary calls, each bounded by the request timeout.
     client: StorageClient<Channel>,
     /// Long-lived streams (watches), on their own connection without a deadline.
     streams: StorageClient<Channel>,
-    next_request_id: std::sync::Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    members: Arc<Vec<Member>>,
+    preferred: Arc<AtomicUsize>,
+    next_request_id: Arc<AtomicU64>,
+}
+
+/// True when a failed call certainly did not reach the member (so retrying elsewhere is safe).
+fn not_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && (status.message().contains("connect") || status.message().contains("Connection refused"))
+}
+
+fn storage_failure(e: StorageError) -> Result<(), Error> {
+    Err(e.into())
 }
 
 impl Upstream {
     /// Prepares connections (made lazily, so a gateway may start before storaged).
     pub fn new(endpoints: &[String]) -> Result<Self, String> {
-        let first = endpoints
-            .first()
-            .ok_or_else(|| "--storage-endpoints is empty".to_string())?;
-        let endpoint = Endpoint::from_shared(first.clone())
-            .map_err(|e| format!("--storage-endpoints {first}: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        let client = |endpoint: Endpoint| {
-            StorageClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
-                .max_encoding_message_size(MAX_INTERNAL_MESSAGE)
-        };
+        if endpoints.is_empty() {
+            return Err("--storage-endpoints is empty".to_string());
+        }
+        let mut members = Vec::new();
+        for url in endpoints {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("--storage-endpoints {url}: {e}"))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+            let client = |endpoint: Endpoint| {
+                StorageClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
+                    .max_encoding_message_size(MAX_INTERNAL_MESSAGE)
+            };
+            members.push(Member {
+                url: url.clone(),
+                client: client(endpoint.clone().timeout(REQUEST_TIMEOUT)),
+                streams: client(endpoint),
+            });
+        }
         Ok(Self {
-            client: client(endpoint.clone().timeout(REQUEST_TIMEOUT)),
-            streams: client(endpoint),
-            next_request_id: std::sync::Arc::new(AtomicU64::new(1)),
+            members: Arc::new(members),
+            preferred: Arc::new(AtomicUsize::new(0)),
+            next_request_id: Arc::new(AtomicU64::new(1)),
         })
     }
 
-    /// Identity and current revision of the member the gateway talks to.
-    pub async fn member_info(&self) -> Result<MemberInfoResponse, Error> {
-        self.client
-            .clone()
-            .member_info(MemberInfoRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| error::from_upstream(&s))
+    fn context(&self, consistency: Consistency) -> RequestContext {
+        RequestContext {
+            request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
+            caller: String::new(),
+            consistency: consistency as i32,
+            forwarded: false,
+        }
     }
 
-    /// Opens one upstream watch. `asks` carries the start request and later progress asks.
+    /// Runs `call` on the preferred member, moving on to the next member while the call
+    /// fails without having been sent, until the request deadline.
+    async fn on_member<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(StorageClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let n = self.members.len();
+        let mut last = None;
+        loop {
+            let start = self.preferred.load(Ordering::Relaxed);
+            for step in 0..n {
+                let i = (start + step) % n;
+                match call(self.members[i].client.clone()).await {
+                    Ok(v) => {
+                        self.preferred.store(i, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Err(status) if not_sent(&status) => {
+                        tracing::debug!(member = %self.members[i].url, %status, "storage member unreachable");
+                        last = Some(status);
+                    }
+                    Err(status) => return Err(error::from_upstream(&status)),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(last.map_or(Error::Timeout, |s| error::from_upstream(&s)));
+            }
+            tokio::time::sleep(NO_LEADER_BACKOFF).await;
+        }
+    }
+
+    /// Identity and current revision of the preferred member.
+    pub async fn member_info(&self) -> Result<MemberInfoResponse, Error> {
+        self.on_member(|mut c| async move {
+            c.member_info(MemberInfoRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
+    }
+
+    /// Raft and store facts of the preferred member (Maintenance.Status).
+    pub async fn status(&self) -> Result<StatusResponse, Error> {
+        self.on_member(|mut c| async move {
+            c.status(StatusRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
+    }
+
+    pub async fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, Error> {
+        let reply = self
+            .on_member(|mut c| async move { c.hash_kv(req).await.map(tonic::Response::into_inner) })
+            .await?;
+        if let Some(e) = reply.error {
+            storage_failure(e)?;
+        }
+        reply
+            .response
+            .ok_or_else(|| Error::Internal("empty hash response".into()))
+    }
+
+    pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse, Error> {
+        let ask = MoveLeaderAsk {
+            context: Some(self.context(Consistency::Linearizable)),
+            request: Some(metastore_proto::etcdserverpb::MoveLeaderRequest { target_id }),
+        };
+        let reply = self
+            .on_member(|mut c| {
+                let ask = ask.clone();
+                async move { c.move_leader(ask).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        if let Some(e) = reply.error {
+            storage_failure(e)?;
+        }
+        reply
+            .response
+            .ok_or_else(|| Error::Internal("empty move-leader response".into()))
+    }
+
+    pub async fn cluster(&self, op: ClusterOp) -> Result<ClusterResult, Error> {
+        let request = ClusterRequest {
+            context: Some(self.context(Consistency::Linearizable)),
+            op: Some(op),
+        };
+        let response = self
+            .on_member(|mut c| {
+                let request = request.clone();
+                async move { c.cluster(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        match response.result {
+            Some(ClusterResult::Error(e)) => Err(e.into()),
+            Some(r) => Ok(r),
+            None => Err(Error::Internal("empty cluster response".into())),
+        }
+    }
+
+    /// Opens one upstream watch on the preferred member. `asks` carries the start request and
+    /// later progress asks. On failure the next member becomes preferred, so a watcher that
+    /// resumes reaches another member.
     pub async fn watch(
         &self,
         asks: mpsc::Receiver<WatchUpstreamRequest>,
     ) -> Result<Streaming<WatchUpstreamResponse>, Error> {
-        self.streams
+        let i = self.preferred.load(Ordering::Relaxed) % self.members.len();
+        match self.members[i]
+            .streams
             .clone()
             .watch(ReceiverStream::new(asks))
             .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| error::from_upstream(&s))
+        {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) => {
+                let _ = self.preferred.compare_exchange(
+                    i,
+                    (i + 1) % self.members.len(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                Err(error::from_upstream(&status))
+            }
+        }
     }
 
     pub async fn kv(&self, consistency: Consistency, op: Op) -> Result<KvResult, Error> {
         let request = KvRequest {
-            context: Some(RequestContext {
-                request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
-                caller: String::new(),
-                consistency: consistency as i32,
-            }),
+            context: Some(self.context(consistency)),
             op: Some(op),
         };
-        let response = self
-            .client
-            .clone()
-            .kv(request)
-            .await
-            .map_err(|s| error::from_upstream(&s))?;
-        match response.into_inner().result {
-            Some(KvResult::Error(e)) => Err(e.into()),
-            Some(r) => Ok(r),
-            None => Err(Error::Internal("empty storage response".into())),
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let response = self
+                .on_member(|mut c| {
+                    let request = request.clone();
+                    async move { c.kv(request).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            match response.result {
+                // Not proposed anywhere: safe to ask again once a leader is elected.
+                Some(KvResult::Error(e))
+                    if e.code == ErrorCode::NoLeader as i32 && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                }
+                Some(KvResult::Error(e)) => return Err(e.into()),
+                Some(r) => return Ok(r),
+                None => return Err(Error::Internal("empty storage response".into())),
+            }
         }
     }
 }

@@ -46,6 +46,16 @@ pub struct Args {
     /// Token mixed into member and cluster ids [default: etcd-cluster].
     #[arg(long, env = "METASTORE_INITIAL_CLUSTER_TOKEN")]
     pub initial_cluster_token: Option<String>,
+    /// Applied entries between snapshots (after which the log before them is purged)
+    /// [default: 10000].
+    #[arg(long, env = "METASTORE_SNAPSHOT_COUNT")]
+    pub snapshot_count: Option<u64>,
+    /// Leader heartbeat interval in milliseconds [default: 100].
+    #[arg(long, env = "METASTORE_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<u64>,
+    /// Election timeout in milliseconds [default: 1000].
+    #[arg(long, env = "METASTORE_ELECTION_TIMEOUT")]
+    pub election_timeout: Option<u64>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -60,7 +70,12 @@ pub struct Config {
     pub listen_storage: Vec<SocketAddr>,
     pub listen_peer: Vec<SocketAddr>,
     pub initial_cluster: String,
+    /// True for `--initial-cluster-state existing` (join; do not bootstrap).
+    pub join_existing: bool,
     pub initial_cluster_token: String,
+    pub snapshot_count: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
     pub log_level: String,
 }
 
@@ -79,6 +94,9 @@ impl Args {
             initial_cluster: self.initial_cluster.or(file.initial_cluster),
             initial_cluster_state: self.initial_cluster_state.or(file.initial_cluster_state),
             initial_cluster_token: self.initial_cluster_token.or(file.initial_cluster_token),
+            snapshot_count: self.snapshot_count.or(file.snapshot_count),
+            heartbeat_interval: self.heartbeat_interval.or(file.heartbeat_interval),
+            election_timeout: self.election_timeout.or(file.election_timeout),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -111,20 +129,27 @@ impl Args {
         let initial_cluster = a
             .initial_cluster
             .unwrap_or_else(|| format!("{name}={advertise_peer}"));
-        match a.initial_cluster_state.as_deref().unwrap_or("new") {
-            "new" | "existing" => {}
+        let join_existing = match a.initial_cluster_state.as_deref().unwrap_or("new") {
+            "new" => false,
+            "existing" => true,
             other => {
                 return Err(format!(
                     "--initial-cluster-state {other:?}: expected new or existing"
                 ));
             }
-        }
+        };
         let members = crate::identity::parse_initial_cluster(&initial_cluster)?;
-        if members.len() > 1 {
+        if !members.contains_key(&name) {
             return Err(format!(
-                "--initial-cluster lists {} members; this build runs single-member clusters only \
-                 (raft replication is not implemented yet)",
-                members.len()
+                "--initial-cluster {initial_cluster:?} has no member named {name:?}"
+            ));
+        }
+        let heartbeat_ms = a.heartbeat_interval.unwrap_or(100);
+        let election_timeout_ms = a.election_timeout.unwrap_or(1000);
+        if heartbeat_ms == 0 || election_timeout_ms < 3 * heartbeat_ms {
+            return Err(format!(
+                "--election-timeout ({election_timeout_ms} ms) must be at least 3 times \
+                 --heartbeat-interval ({heartbeat_ms} ms)"
             ));
         }
         Ok(Config {
@@ -134,6 +159,10 @@ impl Args {
             listen_storage,
             listen_peer,
             initial_cluster,
+            join_existing,
+            snapshot_count: a.snapshot_count.unwrap_or(10_000).max(1),
+            heartbeat_ms,
+            election_timeout_ms,
             initial_cluster_token: a
                 .initial_cluster_token
                 .unwrap_or_else(|| "etcd-cluster".into()),

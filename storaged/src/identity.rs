@@ -14,6 +14,8 @@ pub struct Identity {
     pub cluster_id: u64,
     /// Every initial member: name -> peer URLs.
     pub members: BTreeMap<String, Vec<String>>,
+    /// `--initial-cluster-token`, used for the ids of members added later.
+    pub token: String,
 }
 
 fn first_u64(digest: &[u8]) -> u64 {
@@ -83,7 +85,45 @@ impl Identity {
             member_id: member_id(&members[name], token),
             cluster_id: cluster_id(&ids),
             members,
+            token: token.to_string(),
         })
+    }
+}
+
+/// File in the data dir that pins the member and cluster ids chosen at first start.
+const ID_FILE: &str = "member-id";
+
+impl Identity {
+    /// A member restarted with its data keeps the ids it was created with, whatever the
+    /// initial-cluster flags say now (as etcd ignores them once it has data). On first start
+    /// the ids derived from the flags are written to the data dir.
+    pub fn pinned(mut self, data_dir: &std::path::Path) -> Result<Self, String> {
+        let path = data_dir.join(ID_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut parts = text.split_whitespace().map(|p| u64::from_str_radix(p, 16));
+                match (parts.next(), parts.next()) {
+                    (Some(Ok(member)), Some(Ok(cluster))) => {
+                        self.member_id = member;
+                        self.cluster_id = cluster;
+                        Ok(self)
+                    }
+                    _ => Err(format!("{}: not a member id file", path.display())),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir)
+                    .and_then(|()| {
+                        std::fs::write(
+                            &path,
+                            format!("{:x} {:x}\n", self.member_id, self.cluster_id),
+                        )
+                    })
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(self)
+            }
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
     }
 }
 

@@ -12,12 +12,14 @@
 //! [`lessor`] tracks lease deadlines and expires leases. [`identity`] derives member and cluster ids; [`config`] reads settings; [`server`] wires it
 //! all together.
 
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod identity;
 pub mod lessor;
 pub mod mvcc;
 pub mod node;
+pub mod raft;
 pub mod server;
 pub mod service;
 pub mod state_machine;

@@ -1,21 +1,26 @@
-//! The node: where requests meet the replicated log.
+//! The node: where requests meet the raft group.
 //!
-//! Today a storaged is a one-member cluster: a write takes the next log index and is applied
-//! by the [`StateMachine`] at once. When raft lands, `write` proposes the command to the raft
-//! group and waits for it to be applied; `read` confirms leadership (read index) for
-//! linearizable reads. Callers above this module do not change.
+//! Writes are proposed to raft and answered once applied on this member. Linearizable reads
+//! confirm leadership with a quorum (read index) and wait for the state machine to catch up;
+//! serializable reads are served from local state on any member. Work that must run on the
+//! leader (writes, linearizable reads, lease bookkeeping) fails here with
+//! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
-use crate::state_machine::{Applied, Command, StateMachine};
+use crate::raft::{Member, Raft, TypeConfig};
+use crate::state_machine::{Applied, Command};
 use metastore_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
     RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use parking_lot::Mutex;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::RaftError;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -23,15 +28,36 @@ pub enum NodeError {
     Mvcc(#[from] MvccError),
     #[error("request task failed: {0}")]
     Task(String),
+    /// This member does not lead; the leader, when known.
+    #[error("not the leader")]
+    NotLeader(Option<(u64, Member)>),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> From<RaftError<TypeConfig, E>> for NodeError
+where
+    E: openraft::TryAsRef<openraft::errors::ForwardToLeader<TypeConfig>>,
+{
+    fn from(e: RaftError<TypeConfig, E>) -> Self {
+        match e.forward_to_leader() {
+            Some(f) => NodeError::NotLeader(f.leader_id.zip(f.leader_node.clone())),
+            None => NodeError::Raft(e.to_string()),
+        }
+    }
 }
 
 pub struct Node {
     identity: Identity,
     store: Arc<Store>,
-    state_machine: StateMachine,
-    /// Next log index to assign; the lock also keeps entries in index order.
-    next_index: Mutex<u64>,
+    raft: Raft,
     lessor: Lessor,
+    /// Whether the lessor's deadlines belong to the current leadership.
+    lessor_primed: AtomicBool,
+    /// Set once an entry proposed by this process has committed. A member restarted as the
+    /// leader (openraft restores a committed vote) only knows a possibly stale commit index,
+    /// so it must commit an entry of its own before its read index can be trusted.
+    read_ready: AtomicBool,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -41,23 +67,15 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// The raft term reported in headers. One member never holds an election, so its term
-/// stays 1 until raft replication lands.
-pub const SINGLE_MEMBER_TERM: u64 = 1;
-
 impl Node {
-    pub fn new(identity: Identity, store: Arc<Store>) -> Self {
-        let next_index = store.applied_index() + 1;
-        let lessor = Lessor::default();
-        for (id, ttl) in store.leases() {
-            lessor.start(id, ttl);
-        }
+    pub fn new(identity: Identity, store: Arc<Store>, raft: Raft) -> Self {
         Self {
             identity,
-            state_machine: StateMachine::new(store.clone()),
             store,
-            next_index: Mutex::new(next_index),
-            lessor,
+            raft,
+            lessor: Lessor::default(),
+            lessor_primed: AtomicBool::new(false),
+            read_ready: AtomicBool::new(false),
         }
     }
 
@@ -69,33 +87,84 @@ impl Node {
         &self.store
     }
 
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
     pub fn raft_term(&self) -> u64 {
-        SINGLE_MEMBER_TERM
+        self.raft.metrics().borrow_watched().current_term
     }
 
-    /// Appends `cmd` to the log and applies it.
-    pub async fn write(self: &Arc<Self>, cmd: Command) -> Result<Applied, NodeError> {
-        let node = self.clone();
-        blocking(move || {
-            let mut next = node.next_index.lock();
-            let outcome = node.state_machine.apply(*next, &cmd)?;
-            *next += 1;
-            Ok(outcome?)
-        })
-        .await
+    /// The current leader (id and member), if one is known.
+    pub fn leader(&self) -> Option<(u64, Member)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
     }
 
-    pub async fn range(self: &Arc<Self>, req: RangeRequest) -> Result<RangeResponse, NodeError> {
-        let node = self.clone();
-        blocking(move || Ok(node.store.range(&req)?)).await
+    /// Waits up to `timeout` for a leader to be known.
+    pub async fn wait_leader(&self, timeout: std::time::Duration) -> Option<(u64, Member)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes `cmd` and waits until it is applied here.
+    pub async fn write(&self, cmd: Command) -> Result<Applied, NodeError> {
+        let resp = self.raft.client_write(cmd).await?;
+        self.read_ready.store(true, Ordering::Release);
+        Ok(resp.data.0?)
+    }
+
+    /// Confirms with a quorum that this member leads and that everything committed before now
+    /// is applied locally.
+    async fn linearize(&self) -> Result<(), NodeError> {
+        if !self.read_ready.load(Ordering::Acquire) {
+            self.raft.write_blank().await?;
+            self.read_ready.store(true, Ordering::Release);
+        }
+        self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await?;
+        Ok(())
+    }
+
+    fn require_leader(&self) -> Result<(), NodeError> {
+        if self.raft.is_leader() {
+            Ok(())
+        } else {
+            Err(NodeError::NotLeader(self.leader()))
+        }
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, NodeError> {
+        if !req.serializable {
+            self.linearize().await?;
+        }
+        let store = self.store.clone();
+        blocking(move || Ok(store.range(&req)?)).await
+    }
+
+    /// A txn whose ops are all reads; served without a log entry, after a read index.
+    pub async fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse, NodeError> {
+        self.linearize().await?;
+        let store = self.store.clone();
+        blocking(move || Ok(mvcc::txn_read_only(&store, &req)?)).await
     }
 
     /// Grants a lease: the id (client-chosen or allocated here) and the TTL (raised to the
-    /// minimum) are fixed before the entry is written, so every member applies the same.
+    /// minimum) are fixed before the entry is proposed, so every member applies the same.
     pub async fn lease_grant(
-        self: &Arc<Self>,
+        &self,
         req: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, NodeError> {
+        self.require_leader()?;
         let ttl = req.ttl.max(MIN_LEASE_TTL);
         let id = if req.id != 0 {
             req.id
@@ -114,7 +183,7 @@ impl Node {
         })
     }
 
-    pub async fn lease_revoke(self: &Arc<Self>, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
         let Applied::Lease { revision } = self.write(Command::LeaseRevoke { id }).await? else {
             return Err(NodeError::Task("unexpected lease revoke result".into()));
         };
@@ -124,24 +193,33 @@ impl Node {
         })
     }
 
-    /// Renews a lease; TTL 0 when it does not exist (or has expired), as etcd answers.
-    pub fn lease_keep_alive(&self, id: i64) -> LeaseKeepAliveResponse {
+    /// Renews a lease on the leader; TTL 0 when it does not exist (or has expired), as etcd
+    /// answers.
+    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, NodeError> {
+        self.require_leader()?;
         let revision = self.store.current_revision();
-        let ttl = if self.store.lease_exists(id) {
-            self.lessor.renew(id).unwrap_or(0)
-        } else {
-            0
+        let ttl = match self.store.lease(id) {
+            Some(record) => self.lessor.renew(id).unwrap_or_else(|| {
+                // Not tracked yet (leadership is new): start it afresh.
+                self.lessor.start(id, record.ttl);
+                record.ttl
+            }),
+            None => 0,
         };
-        LeaseKeepAliveResponse {
+        Ok(LeaseKeepAliveResponse {
             header: header(revision),
             id,
             ttl,
-        }
+        })
     }
 
-    pub fn lease_time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    pub fn lease_time_to_live(
+        &self,
+        req: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, NodeError> {
+        self.require_leader()?;
         let revision = self.store.current_revision();
-        match self.store.lease(req.id) {
+        Ok(match self.store.lease(req.id) {
             Some(record) => LeaseTimeToLiveResponse {
                 header: header(revision),
                 id: req.id,
@@ -160,25 +238,34 @@ impl Node {
                 granted_ttl: 0,
                 keys: Vec::new(),
             },
-        }
+        })
     }
 
-    pub fn lease_leases(&self) -> LeaseLeasesResponse {
+    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse, NodeError> {
+        self.require_leader()?;
         let revision = self.store.current_revision();
-        LeaseLeasesResponse {
+        let mut ids: Vec<i64> = self.store.leases().into_iter().map(|(id, _)| id).collect();
+        ids.sort_unstable();
+        Ok(LeaseLeasesResponse {
             header: header(revision),
-            leases: self
-                .lessor
-                .by_deadline()
-                .into_iter()
-                .filter(|id| self.store.lease_exists(*id))
-                .map(|id| LeaseStatus { id })
-                .collect(),
-        }
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        })
     }
 
-    /// Revokes every lease whose deadline passed (run periodically on the expiring member).
-    pub async fn expire_leases(self: &Arc<Self>) {
+    /// Run periodically on every member: the leader revokes every lease whose deadline
+    /// passed. A member that just became leader first gives every lease a fresh TTL, as
+    /// etcd's lessor does on promotion (deadlines are not replicated).
+    pub async fn expire_leases(&self) {
+        if !self.raft.is_leader() {
+            self.lessor_primed.store(false, Ordering::Relaxed);
+            return;
+        }
+        if !self.lessor_primed.swap(true, Ordering::Relaxed) {
+            for (id, ttl) in self.store.leases() {
+                self.lessor.start(id, ttl);
+            }
+            return;
+        }
         for id in self.lessor.expired() {
             match self.lease_revoke(id).await {
                 Ok(_) | Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => self.lessor.forget(id),
@@ -199,12 +286,6 @@ impl Node {
                 return id;
             }
         }
-    }
-
-    /// A txn whose ops are all reads; served without taking a log index.
-    pub async fn read_txn(self: &Arc<Self>, req: TxnRequest) -> Result<TxnResponse, NodeError> {
-        let node = self.clone();
-        blocking(move || Ok(mvcc::txn_read_only(&node.store, &req)?)).await
     }
 }
 

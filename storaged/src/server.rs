@@ -1,26 +1,95 @@
-//! Wires the layers together and serves the storage RPC.
+//! Wires the layers together: engine, store, raft, and the two listeners (storage RPC for
+//! gateways; raft peer RPC plus forwarded storage calls for other members).
 
 use crate::config::Config;
 use crate::engine;
 use crate::identity::Identity;
 use crate::mvcc::Store;
 use crate::node::Node;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{MAX_RAFT_MESSAGE, Network};
+use crate::raft::peer_service::PeerService;
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::{Member, Raft};
 use crate::service::StorageService;
 use crate::watch::WatchHub;
+use metastore_internal_proto::storage::raft_server::RaftServer;
 use metastore_internal_proto::storage::storage_server::StorageServer;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::transport::server::TcpIncoming;
 
 /// Largest internal message: an etcd request at the gateway's limit plus envelope slack.
 const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
 
+fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
+    let config = openraft::Config {
+        cluster_name: cfg.initial_cluster_token.clone(),
+        heartbeat_interval: cfg.heartbeat_ms,
+        election_timeout_min: cfg.election_timeout_ms,
+        election_timeout_max: cfg.election_timeout_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        max_in_snapshot_log_to_keep: (cfg.snapshot_count / 2).min(5_000),
+        purge_batch_size: 1_000,
+        ..Default::default()
+    };
+    config.validate().map_err(|e| format!("raft settings: {e}"))
+}
+
+async fn start_raft(
+    cfg: &Config,
+    identity: &Identity,
+    store: Arc<Store>,
+    log: LogStore,
+) -> Result<Raft, String> {
+    let fresh = log.is_empty().map_err(|e| format!("raft log: {e}"))?;
+    let sm =
+        StateMachineStore::open(store, &cfg.data_dir).map_err(|e| format!("state machine: {e}"))?;
+    let raft = Raft::new(
+        identity.member_id,
+        Arc::new(raft_config(cfg)?),
+        Network,
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| format!("raft: {e}"))?;
+    if fresh && !cfg.join_existing {
+        let members: BTreeMap<u64, Member> = identity
+            .members
+            .iter()
+            .map(|(name, urls)| {
+                (
+                    crate::identity::member_id(urls, &identity.token),
+                    Member {
+                        name: name.clone(),
+                        peer_urls: urls.clone(),
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(members = members.len(), "bootstrapping a new cluster");
+        if let Err(e) = raft.initialize(members).await {
+            // Another member's initialization may have reached us first; that is fine.
+            tracing::info!(error = %e, "initialize skipped");
+        }
+    }
+    Ok(raft)
+}
+
 pub async fn run(cfg: Config) -> Result<(), String> {
     let identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
-    let listeners = metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
-    let engine = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
+    let storage_listeners =
+        metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
+    let peer_listeners = metastore_cli::bind_all("listen-peer-urls", &cfg.listen_peer).await?;
+    let opened = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
+    let identity = identity.pinned(&cfg.data_dir)?;
     let hub = Arc::new(WatchHub::new());
-    let store = Store::open_observed(engine, Some(hub.clone()))
-        .map_err(|e| format!("cannot open store: {e}"))?;
+    let store = Arc::new(
+        Store::open_observed(opened.engine, Some(hub.clone()))
+            .map_err(|e| format!("cannot open store: {e}"))?,
+    );
+    let raft = start_raft(&cfg, &identity, store.clone(), LogStore::new(opened.log)).await?;
     tracing::info!(
         name = %cfg.name,
         engine = %cfg.engine,
@@ -30,8 +99,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         revision = store.current_revision(),
         "storaged starting"
     );
-    let node = Arc::new(Node::new(identity, Arc::new(store)));
-    // The only member expires leases; with raft this moves to whichever member leads.
+    let node = Arc::new(Node::new(identity, store, raft.clone()));
+    // Every member ticks; only the leader expires leases.
     let expiring = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -45,16 +114,33 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
+    let service = Arc::new(StorageService::new(node.clone(), hub.clone()));
+    let storage_server = || {
+        StorageServer::from_arc(service.clone())
+            .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
+            .max_encoding_message_size(usize::MAX)
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for listener in storage_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving storage RPC");
-        let svc = StorageServer::new(StorageService::new(node.clone(), hub.clone()))
-            .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
         let router = tonic::transport::Server::builder()
-            .add_service(svc)
+            .add_service(storage_server())
             .add_service(reflection.clone());
+        tasks.spawn(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown_signal(),
+        ));
+    }
+    for listener in peer_listeners {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving raft peer RPC");
+        let peer = RaftServer::new(PeerService::new(raft.clone()))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        let router = tonic::transport::Server::builder()
+            .add_service(peer)
+            .add_service(storage_server());
         tasks.spawn(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown_signal(),
@@ -63,10 +149,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     while let Some(res) = tasks.join_next().await {
         match res {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("storage server failed: {e}")),
-            Err(e) => return Err(format!("storage server task failed: {e}")),
+            Ok(Err(e)) => return Err(format!("server failed: {e}")),
+            Err(e) => return Err(format!("server task failed: {e}")),
         }
     }
+    let _ = raft.shutdown().await;
     Ok(())
 }
 

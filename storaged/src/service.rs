@@ -1,24 +1,38 @@
 //! The internal storage gRPC service: decode, call the node, encode. The one place that maps
 //! storaged's errors to internal error codes.
 
+use crate::cluster::{self, MembershipError};
 use crate::mvcc::{self, MvccError};
 use crate::node::{Node, NodeError};
+use crate::raft::Member;
 use crate::state_machine::{Applied, Command};
 use crate::watch::{self, WatchHub};
 use futures::{Stream, StreamExt};
+use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
+use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
+use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
+use metastore_internal_proto::storage::{
+    ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply, StatusRequest,
+    StatusResponse,
+};
 use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, StorageError,
     WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
+use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Responses buffered per watcher between its task and the gRPC stream.
@@ -27,6 +41,7 @@ const WATCH_OUT_QUEUE: usize = 16;
 pub struct StorageService {
     node: Arc<Node>,
     hub: Arc<WatchHub>,
+    forward_clients: Mutex<HashMap<String, StorageClient<Channel>>>,
 }
 
 /// Fills the member-specific header fields; the revision comes from the operation.
@@ -58,7 +73,11 @@ impl Stamp {
 
 impl StorageService {
     pub fn new(node: Arc<Node>, hub: Arc<WatchHub>) -> Self {
-        Self { node, hub }
+        Self {
+            node,
+            hub,
+            forward_clients: Mutex::new(HashMap::new()),
+        }
     }
 
     fn stamp_values(&self) -> Stamp {
@@ -84,12 +103,89 @@ impl StorageService {
             Op::Compact(c) => applied(node.write(Command::Compact(c)).await?),
             Op::LeaseGrant(r) => KvResult::LeaseGrant(node.lease_grant(r).await?),
             Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
-            Op::LeaseKeepAlive(r) => KvResult::LeaseKeepAlive(node.lease_keep_alive(r.id)),
-            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r)),
-            Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases()),
+            Op::LeaseKeepAlive(r) => KvResult::LeaseKeepAlive(node.lease_keep_alive(r.id)?),
+            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r)?),
+            Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases()?),
         })
     }
+
+    /// Runs `op` here, or on the leader when this member does not lead.
+    async fn execute_anywhere(&self, req: &KvRequest, op: Op) -> Result<KvResult, NodeError> {
+        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
+        let mut leader = match self.execute(op.clone()).await {
+            Err(NodeError::NotLeader(leader)) if !forwarded => leader,
+            other => return other,
+        };
+        for _ in 0..2 {
+            let (id, member) = match leader {
+                Some(l) => l,
+                None => self
+                    .node
+                    .wait_leader(LEADER_WAIT)
+                    .await
+                    .ok_or(NodeError::NotLeader(None))?,
+            };
+            if id == self.node.identity().member_id {
+                match self.execute(op.clone()).await {
+                    Err(NodeError::NotLeader(next)) => {
+                        leader = next;
+                        continue;
+                    }
+                    other => return other,
+                }
+            }
+            let mut fwd = req.clone();
+            fwd.op = Some(op.clone());
+            fwd.context.get_or_insert_with(Default::default).forwarded = true;
+            let mut client = self.forward_client(&member)?;
+            return match client.kv(fwd).await {
+                Ok(r) => r
+                    .into_inner()
+                    .result
+                    .ok_or_else(|| NodeError::Task("empty forwarded response".into())),
+                // The leader could not even be reached: nothing was proposed.
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && status.message().contains("connect") =>
+                {
+                    Err(NodeError::NotLeader(None))
+                }
+                Err(status) => Err(NodeError::Raft(format!(
+                    "forwarding to leader {id:x}: {status}"
+                ))),
+            };
+        }
+        Err(NodeError::NotLeader(None))
+    }
+
+    /// A storage client for `member`, reached on its peer URL.
+    fn forward_client(&self, member: &Member) -> Result<StorageClient<Channel>, NodeError> {
+        let url = member
+            .peer_urls
+            .first()
+            .ok_or_else(|| NodeError::Raft(format!("member {member} has no peer URL")))?;
+        let mut clients = self.forward_clients.lock();
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(FORWARD_TIMEOUT)
+            .connect_lazy();
+        let client = StorageClient::new(channel)
+            .max_decoding_message_size(MAX_FORWARD_MESSAGE)
+            .max_encoding_message_size(MAX_FORWARD_MESSAGE);
+        clients.insert(url.clone(), client.clone());
+        Ok(client)
+    }
 }
+
+/// How long a member without a known leader waits for one before failing a request.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+const MAX_FORWARD_MESSAGE: usize = 64 * 1024 * 1024;
 
 fn applied(a: Applied) -> KvResult {
     match a {
@@ -101,6 +197,28 @@ fn applied(a: Applied) -> KvResult {
             code: ErrorCode::StorageFailure as i32,
             detail: format!("lease change at revision {revision} reached the KV path"),
         }),
+    }
+}
+
+fn cluster_error(e: &MembershipError) -> ClusterResponse {
+    let error = match e {
+        MembershipError::Node(n) => storage_error(n),
+        other => StorageError {
+            code: match other {
+                MembershipError::NotFound => ErrorCode::MemberNotFound,
+                MembershipError::PeerUrlExists => ErrorCode::PeerUrlExists,
+                MembershipError::Exists => ErrorCode::MemberExists,
+                MembershipError::NotLearner => ErrorCode::MemberNotLearner,
+                MembershipError::TooManyLearners => ErrorCode::TooManyLearners,
+                MembershipError::LearnerNotReady | MembershipError::Node(_) => {
+                    ErrorCode::LearnerNotReady
+                }
+            } as i32,
+            detail: other.to_string(),
+        },
+    };
+    ClusterResponse {
+        result: Some(ClusterResult::Error(error)),
     }
 }
 
@@ -117,6 +235,8 @@ fn storage_error(e: &NodeError) -> StorageError {
             MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
         },
         NodeError::Task(_) => ErrorCode::StorageFailure,
+        NodeError::NotLeader(_) => ErrorCode::NoLeader,
+        NodeError::Raft(_) => ErrorCode::LeaderChanged,
     };
     StorageError {
         code: code as i32,
@@ -158,10 +278,10 @@ impl Storage for StorageService {
 
     async fn kv(&self, request: Request<KvRequest>) -> Result<Response<KvResponse>, Status> {
         let req = request.into_inner();
-        let Some(op) = req.op else {
+        let Some(op) = req.op.clone() else {
             return Err(Status::invalid_argument("empty storage request"));
         };
-        let result = match self.execute(op).await {
+        let result = match self.execute_anywhere(&req, op).await {
             Ok(mut r) => {
                 match &mut r {
                     KvResult::Range(x) => self.stamp(&mut x.header),
@@ -191,6 +311,156 @@ impl Storage for StorageService {
         };
         Ok(Response::new(KvResponse {
             result: Some(result),
+        }))
+    }
+
+    async fn cluster(
+        &self,
+        request: Request<ClusterRequest>,
+    ) -> Result<Response<ClusterResponse>, Status> {
+        let req = request.into_inner();
+        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
+        let Some(op) = req.op.clone() else {
+            return Err(Status::invalid_argument("empty cluster request"));
+        };
+        let node = &self.node;
+        let is_list = matches!(op, ClusterOp::MemberList(_));
+        if !is_list && !node.raft().is_leader() && !forwarded {
+            let Some((_, leader)) = node.wait_leader(LEADER_WAIT).await else {
+                return Ok(Response::new(cluster_error(
+                    &NodeError::NotLeader(None).into(),
+                )));
+            };
+            let mut fwd = req.clone();
+            fwd.context.get_or_insert_with(Default::default).forwarded = true;
+            let mut client = match self.forward_client(&leader) {
+                Ok(c) => c,
+                Err(e) => return Ok(Response::new(cluster_error(&e.into()))),
+            };
+            return client.cluster(fwd).await;
+        }
+        let result = match op {
+            ClusterOp::MemberList(_) => Ok(ClusterResult::MemberList(cluster::member_list(node))),
+            ClusterOp::MemberAdd(r) => cluster::member_add(node, r)
+                .await
+                .map(ClusterResult::MemberAdd),
+            ClusterOp::MemberRemove(r) => cluster::member_remove(node, r.id)
+                .await
+                .map(ClusterResult::MemberRemove),
+            ClusterOp::MemberUpdate(r) => cluster::member_update(node, r)
+                .await
+                .map(ClusterResult::MemberUpdate),
+            ClusterOp::MemberPromote(r) => cluster::member_promote(node, r.id)
+                .await
+                .map(ClusterResult::MemberPromote),
+        };
+        let mut result = match result {
+            Ok(r) => r,
+            Err(e) => return Ok(Response::new(cluster_error(&e))),
+        };
+        match &mut result {
+            ClusterResult::MemberList(x) => self.stamp(&mut x.header),
+            ClusterResult::MemberAdd(x) => self.stamp(&mut x.header),
+            ClusterResult::MemberRemove(x) => self.stamp(&mut x.header),
+            ClusterResult::MemberUpdate(x) => self.stamp(&mut x.header),
+            ClusterResult::MemberPromote(x) => self.stamp(&mut x.header),
+            ClusterResult::Error(_) => {}
+        }
+        Ok(Response::new(ClusterResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let mut status = cluster::status(&self.node);
+        self.stamp(&mut status.header);
+        Ok(Response::new(StatusResponse {
+            status: Some(status),
+            name: self.node.identity().name.clone(),
+            engine: self.node.store().engine().kind().to_string(),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvReply>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.node.store().clone();
+        let result = tokio::task::spawn_blocking(move || mvcc::hash_kv(&store, revision))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match result {
+            Ok(mut resp) => {
+                self.stamp(&mut resp.header);
+                HashKvReply {
+                    response: Some(resp),
+                    error: None,
+                }
+            }
+            Err(e) => HashKvReply {
+                response: None,
+                error: Some(storage_error(&e.into())),
+            },
+        }))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderAsk>,
+    ) -> Result<Response<MoveLeaderReply>, Status> {
+        let ask = request.into_inner();
+        let target = ask.request.as_ref().map_or(0, |r| r.target_id);
+        let reply = |error: StorageError| {
+            Ok(Response::new(MoveLeaderReply {
+                response: None,
+                error: Some(error),
+            }))
+        };
+        let node = &self.node;
+        if !node.raft().is_leader() {
+            let forwarded = ask.context.as_ref().is_some_and(|c| c.forwarded);
+            let leader = match node.wait_leader(LEADER_WAIT).await {
+                Some((_, leader)) if !forwarded => leader,
+                _ => return reply(storage_error(&NodeError::NotLeader(None))),
+            };
+            let mut fwd = ask.clone();
+            fwd.context.get_or_insert_with(Default::default).forwarded = true;
+            return match self.forward_client(&leader) {
+                Ok(mut client) => client.move_leader(fwd).await,
+                Err(e) => reply(storage_error(&e)),
+            };
+        }
+        let is_voter = node.raft().voter_ids().any(|v| v == target);
+        if !is_voter {
+            return reply(StorageError {
+                code: ErrorCode::BadLeaderTransferee as i32,
+                detail: format!("{target:x} is not a voting member"),
+            });
+        }
+        if target != node.identity().member_id {
+            node.raft()
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+            while node.leader().map(|(id, _)| id) != Some(target) {
+                if tokio::time::Instant::now() >= deadline {
+                    return reply(StorageError {
+                        code: ErrorCode::Timeout as i32,
+                        detail: "leader transfer did not complete".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(Response::new(MoveLeaderReply {
+            response: Some(MoveLeaderResponse { header: None }),
+            error: None,
         }))
     }
 

@@ -7,10 +7,13 @@
 
 use crate::mvcc::KvView as _;
 use crate::mvcc::{MvccError, Store};
+use metastore_internal_proto::storage::RaftCommand;
 use metastore_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
 };
+use metastore_proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+use prost::Message;
 use std::sync::Arc;
 
 /// A write as it would be carried by a log entry.
@@ -28,6 +31,106 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Put(r) => write!(f, "put {:?}", String::from_utf8_lossy(&r.key)),
+            Command::DeleteRange(r) => {
+                write!(f, "delete-range {:?}", String::from_utf8_lossy(&r.key))
+            }
+            Command::Txn(r) => write!(
+                f,
+                "txn ({} compares, {}/{} ops)",
+                r.compare.len(),
+                r.success.len(),
+                r.failure.len()
+            ),
+            Command::Compact(r) => write!(f, "compact {}", r.revision),
+            Command::LeaseGrant { id, ttl } => write!(f, "lease-grant {id:x} ttl {ttl}"),
+            Command::LeaseRevoke { id } => write!(f, "lease-revoke {id:x}"),
+        }
+    }
+}
+
+impl Command {
+    /// The command as its wire message, for the raft log.
+    pub fn to_proto(&self) -> RaftCommand {
+        use metastore_internal_proto::storage::raft_command::Command as C;
+        let command = match self {
+            Command::Put(r) => C::Put(r.clone()),
+            Command::DeleteRange(r) => C::DeleteRange(r.clone()),
+            Command::Txn(r) => C::Txn(r.clone()),
+            Command::Compact(r) => C::Compact(*r),
+            Command::LeaseGrant { id, ttl } => {
+                C::LeaseGrant(LeaseGrantRequest { id: *id, ttl: *ttl })
+            }
+            Command::LeaseRevoke { id } => C::LeaseRevoke(LeaseRevokeRequest { id: *id }),
+        };
+        RaftCommand {
+            command: Some(command),
+        }
+    }
+
+    pub fn from_proto(msg: RaftCommand) -> Result<Self, String> {
+        use metastore_internal_proto::storage::raft_command::Command as C;
+        Ok(match msg.command {
+            Some(C::Put(r)) => Command::Put(r),
+            Some(C::DeleteRange(r)) => Command::DeleteRange(r),
+            Some(C::Txn(r)) => Command::Txn(r),
+            Some(C::Compact(r)) => Command::Compact(r),
+            Some(C::LeaseGrant(r)) => Command::LeaseGrant {
+                id: r.id,
+                ttl: r.ttl,
+            },
+            Some(C::LeaseRevoke(r)) => Command::LeaseRevoke { id: r.id },
+            Some(C::MemberAttributes(_)) | None => {
+                return Err("unsupported raft command".to_string());
+            }
+        })
+    }
+}
+
+/// Log entries carry commands as their protobuf encoding.
+impl serde::Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_proto().encode_to_vec())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let bytes: Vec<u8> = serde_bytes_vec(d)?;
+        let msg = RaftCommand::decode(bytes.as_slice()).map_err(D::Error::custom)?;
+        Command::from_proto(msg).map_err(D::Error::custom)
+    }
+}
+
+/// Reads a byte string written by `serialize_bytes` (formats differ in how they carry it).
+fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = a.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_bytes(V)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +166,17 @@ impl StateMachine {
         index: u64,
         cmd: &Command,
     ) -> Result<Result<Applied, MvccError>, MvccError> {
-        self.store.write(index, |w| {
+        self.apply_marked(index, None, cmd)
+    }
+
+    /// Like [`StateMachine::apply`], storing the raft layer's applied state in the same batch.
+    pub fn apply_marked(
+        &self,
+        index: u64,
+        raft_state: Option<Vec<u8>>,
+        cmd: &Command,
+    ) -> Result<Result<Applied, MvccError>, MvccError> {
+        self.store.write_marked(index, raft_state, |w| {
             let outcome = match cmd {
                 Command::Put(r) => w.apply_put(r).map(Applied::Put),
                 Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
+pub use cluster::Cluster;
 pub use metastore_proto::etcdserverpb::kv_client::KvClient;
 pub use metastore_proto::etcdserverpb::watch_client::WatchClient;
 
@@ -72,6 +75,7 @@ pub struct Deployment {
     pub engine: String,
     pub dir: tempfile::TempDir,
     pub storage_port: u16,
+    pub peer_port: u16,
     pub client_port: u16,
     pub storaged: Option<Proc>,
     pub gateway: Option<Proc>,
@@ -91,6 +95,7 @@ impl Deployment {
             engine: engine.to_string(),
             dir: tempfile::tempdir()?,
             storage_port: free_port()?,
+            peer_port: free_port()?,
             client_port: free_port()?,
             storaged: None,
             gateway: None,
@@ -105,7 +110,7 @@ impl Deployment {
     }
 
     pub fn start_storaged(&mut self) -> Result<()> {
-        let peer = free_port()?;
+        let peer = self.peer_port;
         let mut child = Command::new(binary("metastore-storaged")?)
             .args(["--name", "s1", "--engine", &self.engine])
             .arg("--data-dir")

@@ -13,7 +13,9 @@ macro_rules! expect_result {
     };
 }
 
+pub mod cluster;
 mod feed;
 pub mod kv;
 pub mod lease;
+pub mod maintenance;
 pub mod watch;

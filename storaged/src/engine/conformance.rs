@@ -108,7 +108,7 @@ fn binary_keys_and_values(e: &dyn Engine) {
 
 fn fresh(kind: EngineKind) -> (tempfile::TempDir, Arc<dyn Engine>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = open(kind, dir.path()).expect("open");
+    let engine = open(kind, dir.path()).expect("open").engine;
     (dir, engine)
 }
 
@@ -136,10 +136,12 @@ suite!(
 fn rocksdb_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let e = open(EngineKind::Rocksdb, dir.path()).expect("open");
+        let e = open(EngineKind::Rocksdb, dir.path()).expect("open").engine;
         e.write(batch(&[(b"durable", b"yes")])).expect("write");
     }
-    let e = open(EngineKind::Rocksdb, dir.path()).expect("reopen");
+    let e = open(EngineKind::Rocksdb, dir.path())
+        .expect("reopen")
+        .engine;
     assert_eq!(
         e.get(Table::Key, b"durable").expect("get"),
         Some(b"yes".to_vec())

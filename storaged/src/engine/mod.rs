@@ -4,6 +4,7 @@
 //! The MVCC layer sees only the small traits here ([`ReadView`], [`Engine`]); the concrete
 //! engines live in `memory` and `rocks`, and [`open`] is the only place that names them.
 
+mod log;
 mod memory;
 mod open;
 mod rocks;
@@ -13,7 +14,8 @@ mod conformance;
 
 use std::path::PathBuf;
 
-pub use open::{EngineKind, open};
+pub use log::LogBackend;
+pub use open::{EngineKind, Opened, open};
 
 /// Separate keyspaces inside one engine. Each engine maps them to its own structure
 /// (a map per table in memory, a column family in RocksDB).
@@ -115,7 +117,8 @@ pub trait Engine: ReadView + Send + Sync + 'static {
     fn kind(&self) -> EngineKind;
 
     /// Applies every op of `batch` atomically. When it returns `Ok`, the batch survives a
-    /// crash of the process (durable engines) — callers acknowledge clients only after this.
+    /// crash of the process (not necessarily of the machine: the raft log is the durability
+    /// point, and entries whose effects are lost are applied again from it).
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError>;
 
     /// Runs `f` against a consistent view that later writes do not change.

@@ -1,5 +1,6 @@
 //! The one constructor that knows the concrete engines.
 
+use super::log::{LogBackend, RedbLog};
 use super::memory::MemoryEngine;
 use super::rocks::RocksEngine;
 use super::{Engine, EngineError};
@@ -46,8 +47,15 @@ impl FromStr for EngineKind {
     }
 }
 
-/// Opens (creating if needed) the engine of `kind` whose files live in `dir`.
-pub fn open(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, EngineError> {
+/// An opened engine and the raft log that lives with it.
+pub struct Opened {
+    pub engine: Arc<dyn Engine>,
+    pub log: Arc<dyn LogBackend>,
+}
+
+/// Opens (creating if needed) the engine of `kind` whose files live in `dir`, with its raft
+/// log: inside the same RocksDB instance, or a redb file for the memory engine.
+pub fn open(kind: EngineKind, dir: &Path) -> Result<Opened, EngineError> {
     std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
         path: dir.to_path_buf(),
         source,
@@ -61,7 +69,24 @@ pub fn open(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, EngineError
             source,
         })?;
     Ok(match kind {
-        EngineKind::Memory => Arc::new(MemoryEngine::new()),
-        EngineKind::Rocksdb => Arc::new(RocksEngine::open(dir)?),
+        EngineKind::Memory => {
+            let log = RedbLog::open(&dir.join("raft-log.redb")).map_err(|source| {
+                EngineError::DataDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
+            Opened {
+                engine: Arc::new(MemoryEngine::new()),
+                log: Arc::new(log),
+            }
+        }
+        EngineKind::Rocksdb => {
+            let rocks = Arc::new(RocksEngine::open(dir)?);
+            Opened {
+                engine: rocks.clone(),
+                log: rocks,
+            }
+        }
     })
 }

@@ -1,12 +1,23 @@
-//! The `rocksdb` engine: one column family per table, every batch written with a synced WAL.
+//! The `rocksdb` engine: one column family per table, plus two for the raft log and its
+//! metadata, all in one RocksDB instance sharing one write-ahead log.
+//!
+//! Table batches are written without their own fsync: the raft log is the durability point.
+//! Log appends are synced (grouped: one WAL fsync covers every append before it), and because
+//! the WAL is sequential that fsync also covers every table write made before it. A table write
+//! lost to a power failure is re-applied from the log on restart.
 
+use super::log::LogBackend;
 use super::{BatchOp, Engine, EngineError, EngineKind, ReadView, ScanVisitor, Table, WriteBatch};
-use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, Options, ReadOptions, WriteOptions};
+use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, Options, ReadOptions};
+use std::io;
 use std::path::Path;
 
 pub struct RocksEngine {
     db: DB,
 }
+
+const LOG_CF: &str = "raft_log";
+const LOG_META_CF: &str = "raft_meta";
 
 fn backend(e: rocksdb::Error) -> EngineError {
     EngineError::Backend(e.into_string())
@@ -18,7 +29,10 @@ impl RocksEngine {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = Table::ALL.iter().map(|t| t.name());
+        let cfs = Table::ALL
+            .iter()
+            .map(|t| t.name())
+            .chain([LOG_CF, LOG_META_CF]);
         let db = DB::open_cf(&opts, dir, cfs).map_err(backend)?;
         Ok(Self { db })
     }
@@ -118,9 +132,7 @@ impl Engine for RocksEngine {
                 BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(backend)
+        self.db.write(wb).map_err(backend)
     }
 
     fn with_snapshot(
@@ -145,5 +157,75 @@ impl Engine for RocksEngine {
                     .flatten()
             })
             .sum()
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl RocksEngine {
+    fn named_cf(&self, name: &str) -> io::Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| io_err(format!("missing column family {name}")))
+    }
+}
+
+impl LogBackend for RocksEngine {
+    fn read(&self, from: u64, to: u64) -> io::Result<Vec<Vec<u8>>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(to.to_be_bytes().to_vec());
+        let start = from.to_be_bytes();
+        let iter = self.db.iterator_cf_opt(
+            self.named_cf(LOG_CF)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        iter.map(|item| item.map(|(_, v)| v.to_vec()).map_err(io_err))
+            .collect()
+    }
+
+    fn last(&self) -> io::Result<Option<Vec<u8>>> {
+        match self
+            .db
+            .iterator_cf(self.named_cf(LOG_CF)?, IteratorMode::End)
+            .next()
+        {
+            Some(item) => Ok(Some(item.map_err(io_err)?.1.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    fn append(&self, entries: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
+        let cf = self.named_cf(LOG_CF)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        for (index, bytes) in entries {
+            wb.put_cf(cf, index.to_be_bytes(), bytes);
+        }
+        self.db.write(wb).map_err(io_err)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.db.flush_wal(true).map_err(io_err)
+    }
+
+    fn remove(&self, from: u64, to: u64) -> io::Result<()> {
+        self.db
+            .delete_range_cf(self.named_cf(LOG_CF)?, from.to_be_bytes(), to.to_be_bytes())
+            .map_err(io_err)
+    }
+
+    fn get_meta(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.named_cf(LOG_META_CF)?, key)
+            .map_err(io_err)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8], durable: bool) -> io::Result<()> {
+        self.db
+            .put_cf(self.named_cf(LOG_META_CF)?, key, value)
+            .map_err(io_err)?;
+        if durable { self.sync() } else { Ok(()) }
     }
 }

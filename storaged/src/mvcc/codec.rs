@@ -10,6 +10,8 @@ use prost::Message;
 pub const META_CURRENT_REV: &[u8] = b"current_revision";
 pub const META_COMPACT_REV: &[u8] = b"compact_revision";
 pub const META_APPLIED_INDEX: &[u8] = b"applied_index";
+/// The raft layer's applied state (log id and membership), opaque to the store.
+pub const META_RAFT_APPLIED: &[u8] = b"raft_applied";
 
 pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
     kv.encode_to_vec()

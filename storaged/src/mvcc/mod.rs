@@ -12,6 +12,7 @@
 mod codec;
 mod compact;
 mod error;
+mod hash;
 mod history;
 mod key_index;
 mod key_range;
@@ -26,9 +27,12 @@ mod write;
 mod model_test;
 
 pub use error::MvccError;
+pub use hash::hash_kv;
 pub use history::History;
 pub use key_range::KeyRange;
 pub use lease::{LeaseRecord, MAX_LEASE_TTL};
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
-pub use store::{CommitObserver, KvView, ReadTxn, Store, WriteTxn};
+pub use store::{
+    CommitObserver, KvView, ReadTxn, Store, TableDump, WriteTxn, raft_state_in, set_raft_state_in,
+};

@@ -149,9 +149,12 @@ fn same_err(a: &MvccError, b: &MvccError) -> bool {
 
 fn run(kind: EngineKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let store =
-        Store::open(open(kind, dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let store = Store::open(
+        open(kind, dir.path())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .engine,
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut model = Model::new();
     let mut index = 0u64;
     for op in ops {
@@ -311,7 +314,8 @@ proptest! {
 #[test]
 fn sort_and_filters() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(open(EngineKind::Memory, dir.path()).expect("open")).expect("store");
+    let store =
+        Store::open(open(EngineKind::Memory, dir.path()).expect("open").engine).expect("store");
     for (i, (k, v)) in [("a", "3"), ("b", "1"), ("c", "2"), ("a", "9")]
         .into_iter()
         .enumerate()

@@ -2,7 +2,9 @@
 //! transactions. Writes are serialized (one [`WriteTxn`] at a time, as the state machine
 //! applies entries in log order); reads run concurrently with each other.
 
-use super::codec::{self, META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV};
+use super::codec::{
+    self, META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV, META_RAFT_APPLIED,
+};
 use super::error::MvccError;
 use super::key_index::KeyIndex;
 use super::lease::{LeaseUndo, Leases, decode_lease};
@@ -108,10 +110,24 @@ impl Store {
         applied: u64,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
     ) -> Result<T, MvccError> {
+        self.write_marked(applied, None, f)
+    }
+
+    /// Like [`Store::write`], also storing `raft_state` (the replication layer's applied log
+    /// id and membership) in the same batch.
+    pub fn write_marked<T>(
+        &self,
+        applied: u64,
+        raft_state: Option<Vec<u8>>,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
         let mut txn = WriteTxn::begin(self.state.write(), self.engine.as_ref());
         let result = f(&mut txn);
         match result {
             Ok(v) => {
+                if let Some(raft_state) = raft_state {
+                    txn.batch.put(Table::Meta, META_RAFT_APPLIED, raft_state);
+                }
                 txn.commit(applied, self.observer.as_deref())?;
                 Ok(v)
             }
@@ -120,6 +136,76 @@ impl Store {
                 Err(e)
             }
         }
+    }
+}
+
+/// Every record of every table: `(table number, key, value)`.
+pub type TableDump = Vec<(u8, Vec<u8>, Vec<u8>)>;
+
+fn meta_table_number() -> u8 {
+    Table::ALL
+        .iter()
+        .position(|t| *t == Table::Meta)
+        .unwrap_or(0) as u8
+}
+
+/// The replication layer's applied state inside a dump.
+pub fn raft_state_in(dump: &TableDump) -> Option<&[u8]> {
+    let meta = meta_table_number();
+    dump.iter()
+        .find(|(t, k, _)| *t == meta && k.as_slice() == META_RAFT_APPLIED)
+        .map(|(_, _, v)| v.as_slice())
+}
+
+/// Sets the replication layer's applied state inside a dump.
+pub fn set_raft_state_in(dump: &mut TableDump, value: Vec<u8>) {
+    let meta = meta_table_number();
+    dump.retain(|(t, k, _)| !(*t == meta && k.as_slice() == META_RAFT_APPLIED));
+    dump.push((meta, META_RAFT_APPLIED.to_vec(), value));
+}
+
+impl Store {
+    /// The replication layer's applied state as last stored by [`Store::write_marked`].
+    pub fn raft_state(&self) -> Result<Option<Vec<u8>>, MvccError> {
+        Ok(self.engine.get(Table::Meta, META_RAFT_APPLIED)?)
+    }
+
+    /// Every record of every table, read from one consistent view (a snapshot's content).
+    pub fn dump(&self) -> Result<TableDump, MvccError> {
+        let _quiet = self.state.read();
+        let mut out = Vec::new();
+        self.engine.with_snapshot(&mut |view| {
+            for (n, table) in Table::ALL.iter().enumerate() {
+                view.scan(*table, &[], None, &mut |k, v| {
+                    out.push((n as u8, k.to_vec(), v.to_vec()));
+                    true
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Replaces the whole content with `records` (as produced by [`Store::dump`]) and rebuilds
+    /// the in-memory state from it.
+    pub fn replace(&self, records: TableDump) -> Result<(), MvccError> {
+        let mut state = self.state.write();
+        let mut batch = WriteBatch::default();
+        for table in Table::ALL {
+            self.engine.scan(table, &[], None, &mut |k, _| {
+                batch.delete(table, k.to_vec());
+                true
+            })?;
+        }
+        for (n, k, v) in records {
+            let table = Table::ALL
+                .get(n as usize)
+                .ok_or_else(|| MvccError::Corrupt(format!("snapshot names table {n}")))?;
+            batch.put(*table, k, v);
+        }
+        self.engine.write(batch)?;
+        *state = recover(self.engine.as_ref())?;
+        Ok(())
     }
 }
 

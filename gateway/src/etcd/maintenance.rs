@@ -1,0 +1,106 @@
+//! `etcdserverpb.Maintenance`: facts about one member. A gateway answers from the member it
+//! prefers, so `etcdctl endpoint status` over several gateways shows several members.
+
+use crate::error::Error;
+use crate::upstream::Upstream;
+use metastore_proto::etcdserverpb::maintenance_server::Maintenance;
+use metastore_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+pub struct MaintenanceService {
+    upstream: Upstream,
+}
+
+impl MaintenanceService {
+    pub fn new(upstream: Upstream) -> Self {
+        Self { upstream }
+    }
+}
+
+fn unsupported(what: &str) -> Status {
+    Status::unimplemented(format!("metastore: {what} is not supported yet"))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    /// No alarm is ever raised yet, so the list is empty; raising or clearing is refused.
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        if request.into_inner().action != 0 {
+            return Err(unsupported("activating or deactivating alarms"));
+        }
+        let status = self.upstream.status().await?;
+        let header = status.status.and_then(|s| s.header);
+        Ok(Response::new(AlarmResponse {
+            header,
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let status = self.upstream.status().await?;
+        let status = status
+            .status
+            .ok_or_else(|| Error::Internal("empty status response".into()))?;
+        Ok(Response::new(status))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(unsupported("defragment"))
+    }
+
+    /// The hash of every stored revision (what HashKV at the current revision hashes).
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let resp = self.upstream.hash_kv(HashKvRequest { revision: 0 }).await?;
+        Ok(Response::new(HashResponse {
+            header: resp.header,
+            hash: resp.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        Ok(Response::new(
+            self.upstream.hash_kv(request.into_inner()).await?,
+        ))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(unsupported("snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        Ok(Response::new(self.upstream.move_leader(target).await?))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(unsupported("downgrade"))
+    }
+}

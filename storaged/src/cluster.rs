@@ -1,0 +1,225 @@
+//! Cluster membership (etcd's Cluster API) and per-member status, on top of raft membership.
+//!
+//! Member ids for added members are derived from their peer URLs and the cluster token, as
+//! at bootstrap, so a member started with `--initial-cluster-state existing` knows its own id.
+
+use crate::identity;
+use crate::node::{Node, NodeError};
+use crate::raft::Member as RaftMember;
+use metastore_proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteResponse,
+    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
+    StatusResponse,
+};
+use openraft::ChangeMembers;
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Version reported by Maintenance.Status (the etcd API level served).
+pub const SERVER_VERSION: &str = "3.4.0";
+
+/// Membership errors with etcd's meaning; the gateway owns their text.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("member not found")]
+    NotFound,
+    #[error("peer URL exists")]
+    PeerUrlExists,
+    #[error("member exists")]
+    Exists,
+    #[error("member is not a learner")]
+    NotLearner,
+    #[error("learner not ready")]
+    LearnerNotReady,
+    #[error("too many learners")]
+    TooManyLearners,
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// Cluster responses carry no revision (etcd leaves it 0); the service stamps the rest.
+fn header(_node: &Node) -> Option<ResponseHeader> {
+    Some(ResponseHeader::default())
+}
+
+/// Every member, voters first, in id order.
+pub fn members(node: &Node) -> Vec<Member> {
+    let metrics = node.raft().metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut out: Vec<Member> = membership
+        .nodes()
+        .map(|(id, m)| Member {
+            id: *id,
+            name: m.name.clone(),
+            peer_ur_ls: m.peer_urls.clone(),
+            client_ur_ls: Vec::new(),
+            is_learner: !voters.contains(id),
+        })
+        .collect();
+    out.sort_by_key(|m| (m.is_learner, m.id));
+    out
+}
+
+pub fn member_list(node: &Node) -> MemberListResponse {
+    MemberListResponse {
+        header: header(node),
+        members: members(node),
+    }
+}
+
+fn find_url_owner(node: &Node, urls: &[String]) -> Option<u64> {
+    members(node)
+        .into_iter()
+        .find(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u)))
+        .map(|m| m.id)
+}
+
+pub async fn member_add(
+    node: &Node,
+    req: MemberAddRequest,
+) -> Result<MemberAddResponse, MembershipError> {
+    if find_url_owner(node, &req.peer_ur_ls).is_some() {
+        return Err(MembershipError::PeerUrlExists);
+    }
+    let id = identity::member_id(&req.peer_ur_ls, &node.identity().token);
+    let current = members(node);
+    if current.iter().any(|m| m.id == id) {
+        return Err(MembershipError::Exists);
+    }
+    if req.is_learner && current.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+        return Err(MembershipError::TooManyLearners);
+    }
+    let member = RaftMember {
+        name: String::new(),
+        peer_urls: req.peer_ur_ls.clone(),
+    };
+    node.raft()
+        .add_learner(id, member, false)
+        .await
+        .map_err(NodeError::from)?;
+    if !req.is_learner {
+        node.raft()
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(NodeError::from)?;
+    }
+    let all = members(node);
+    Ok(MemberAddResponse {
+        header: header(node),
+        member: all.iter().find(|m| m.id == id).cloned(),
+        members: all,
+    })
+}
+
+pub async fn member_remove(node: &Node, id: u64) -> Result<MemberRemoveResponse, MembershipError> {
+    let current = members(node);
+    let Some(m) = current.iter().find(|m| m.id == id) else {
+        return Err(MembershipError::NotFound);
+    };
+    let change = if m.is_learner {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    };
+    node.raft()
+        .change_membership(change, false)
+        .await
+        .map_err(NodeError::from)?;
+    Ok(MemberRemoveResponse {
+        header: header(node),
+        members: members(node),
+    })
+}
+
+pub async fn member_update(
+    node: &Node,
+    req: MemberUpdateRequest,
+) -> Result<MemberUpdateResponse, MembershipError> {
+    let current = members(node);
+    let Some(m) = current.iter().find(|m| m.id == req.id) else {
+        return Err(MembershipError::NotFound);
+    };
+    if find_url_owner(node, &req.peer_ur_ls).is_some_and(|owner| owner != req.id) {
+        return Err(MembershipError::PeerUrlExists);
+    }
+    let updated = RaftMember {
+        name: m.name.clone(),
+        peer_urls: req.peer_ur_ls.clone(),
+    };
+    node.raft()
+        .change_membership(
+            ChangeMembers::SetNodes(BTreeMap::from([(req.id, updated)])),
+            true,
+        )
+        .await
+        .map_err(NodeError::from)?;
+    Ok(MemberUpdateResponse {
+        header: header(node),
+        members: members(node),
+    })
+}
+
+/// Learners allowed at once (etcd 3.4/3.5 allow one).
+const MAX_LEARNERS: usize = 1;
+
+/// etcd promotes a learner only when its matched index is at least 90% of the leader's.
+fn ready_for_promotion(matched: u64, leader_last: u64) -> bool {
+    matched.saturating_mul(10) >= leader_last.saturating_mul(9)
+}
+
+pub async fn member_promote(
+    node: &Node,
+    id: u64,
+) -> Result<MemberPromoteResponse, MembershipError> {
+    let current = members(node);
+    let Some(m) = current.iter().find(|m| m.id == id) else {
+        return Err(MembershipError::NotFound);
+    };
+    if !m.is_learner {
+        return Err(MembershipError::NotLearner);
+    }
+    let metrics = node.raft().metrics().borrow_watched().clone();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let matched = metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|log_id| log_id.index());
+    if !matched.is_some_and(|m| ready_for_promotion(m, last)) {
+        return Err(MembershipError::LearnerNotReady);
+    }
+    node.raft()
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+        .await
+        .map_err(NodeError::from)?;
+    Ok(MemberPromoteResponse {
+        header: header(node),
+        members: members(node),
+    })
+}
+
+/// Maintenance.Status facts of this member.
+pub fn status(node: &Node) -> StatusResponse {
+    let metrics = node.raft().metrics().borrow_watched().clone();
+    let id = node.identity().member_id;
+    let is_learner = !metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .any(|v| v == id);
+    let size = node.store().engine().size_bytes() as i64;
+    StatusResponse {
+        header: header(node),
+        version: SERVER_VERSION.to_string(),
+        db_size: size,
+        leader: metrics.current_leader.unwrap_or(0),
+        raft_index: metrics.last_log_index.unwrap_or(0),
+        raft_term: metrics.current_term,
+        raft_applied_index: metrics.last_applied.map(|l| l.index()).unwrap_or(0),
+        errors: Vec::new(),
+        db_size_in_use: size,
+        is_learner,
+        ..Default::default()
+    }
+}

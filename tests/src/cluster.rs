@@ -1,0 +1,189 @@
+//! A storaged raft group of N members with gateways in front, for multi-member tests.
+
+use crate::{Proc, binary, free_port, wait_port};
+use anyhow::{Context, Result, bail};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct MemberSpec {
+    pub name: String,
+    pub storage_port: u16,
+    pub peer_port: u16,
+}
+
+/// `n` storaged members (names s1..sN) and gateways, each gateway preferring a member.
+pub struct Cluster {
+    pub engine: String,
+    pub dir: tempfile::TempDir,
+    pub members: Vec<MemberSpec>,
+    pub procs: Vec<Option<Proc>>,
+    pub gateway_ports: Vec<u16>,
+    gateways: Vec<Proc>,
+    /// Extra storaged flags (for example a small `--snapshot-count`).
+    pub storaged_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members and `gateways` gateways; gateway `g` prefers member `g % n`.
+    pub fn start(engine: &str, n: usize, gateways: usize, storaged_args: &[&str]) -> Result<Self> {
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push(MemberSpec {
+                name: format!("s{}", i + 1),
+                storage_port: free_port()?,
+                peer_port: free_port()?,
+            });
+        }
+        let mut c = Cluster {
+            engine: engine.to_string(),
+            dir: tempfile::tempdir()?,
+            members,
+            procs: (0..n).map(|_| None).collect(),
+            gateway_ports: Vec::new(),
+            gateways: Vec::new(),
+            storaged_args: storaged_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn_member(i)?;
+        }
+        for i in 0..n {
+            c.wait_member(i)?;
+        }
+        for g in 0..gateways {
+            c.start_gateway(g % n)?;
+        }
+        Ok(c)
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn_member(&mut self, i: usize) -> Result<()> {
+        let m = &self.members[i];
+        let child = Command::new(binary("metastore-storaged")?)
+            .args(["--name", &m.name, "--engine", &self.engine])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .arg(format!(
+                "--listen-storage-urls=http://127.0.0.1:{}",
+                m.storage_port
+            ))
+            .arg(format!(
+                "--listen-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                m.peer_port
+            ))
+            .arg(format!("--initial-cluster={}", self.initial_cluster()))
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.storaged_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn storaged")?;
+        self.procs[i] = Some(Proc(child));
+        Ok(())
+    }
+
+    fn wait_member(&mut self, i: usize) -> Result<()> {
+        let port = self.members[i].storage_port;
+        let proc = self.procs[i].as_mut().context("member not running")?;
+        wait_port(port, &mut proc.0, "storaged")
+    }
+
+    /// (Re)starts member `i` with its data dir.
+    pub fn start_member(&mut self, i: usize) -> Result<()> {
+        self.spawn_member(i)?;
+        self.wait_member(i)
+    }
+
+    /// SIGKILL member `i`.
+    pub fn kill_member(&mut self, i: usize) {
+        self.procs[i] = None;
+    }
+
+    /// Starts a gateway whose storage endpoints begin with member `first`.
+    pub fn start_gateway(&mut self, first: usize) -> Result<u16> {
+        let n = self.members.len();
+        let endpoints: Vec<String> = (0..n)
+            .map(|k| {
+                format!(
+                    "http://127.0.0.1:{}",
+                    self.members[(first + k) % n].storage_port
+                )
+            })
+            .collect();
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(binary("metastore-gateway")?)
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--storage-endpoints={}", endpoints.join(",")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn gateway")?;
+        wait_port(port, &mut child, "gateway")?;
+        self.gateways.push(Proc(child));
+        self.gateway_ports.push(port);
+        Ok(port)
+    }
+
+    pub fn gateway(&self, g: usize) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_ports[g])
+    }
+
+    pub async fn client(&self, g: usize) -> Result<etcd_client::Client> {
+        Ok(etcd_client::Client::connect([self.gateway(g)], None).await?)
+    }
+
+    /// Index of the member that leads, as seen through gateway `g`, waiting up to 20 s.
+    pub async fn leader(&self, g: usize) -> Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = self.client(g).await
+                && let Ok(status) = c.status().await
+                && status.leader() != 0
+                && let Ok(list) = c.member_list().await
+                && let Some(m) = list.members().iter().find(|m| m.id() == status.leader())
+                && let Some(i) = self.members.iter().position(|s| s.name == m.name())
+                && self.procs[i].is_some()
+            {
+                return Ok(i);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts a new member `name` on `peer_port` that joins the running cluster
+    /// (`--initial-cluster-state existing`, after a MemberAdd); returns its index.
+    pub fn add_member(&mut self, name: &str, peer_port: u16) -> Result<usize> {
+        self.members.push(MemberSpec {
+            name: name.to_string(),
+            storage_port: free_port()?,
+            peer_port,
+        });
+        self.procs.push(None);
+        let i = self.members.len() - 1;
+        self.storaged_args.extend([
+            "--initial-cluster-state".to_string(),
+            "existing".to_string(),
+        ]);
+        let started = self.start_member(i);
+        let len = self.storaged_args.len();
+        self.storaged_args.truncate(len - 2);
+        started.map(|()| i)
+    }
+}

@@ -1,0 +1,249 @@
+//! Replication through real processes: 3 storaged members behind gateways, on both engines.
+
+use anyhow::{Result, bail};
+use etcd_client::{GetOptions, MemberAddOptions};
+use metastore_tests::{Cluster, ENGINES};
+use std::time::{Duration, Instant};
+
+/// Reads `key` linearizably through gateway `g`, retrying while the cluster elects.
+async fn get(c: &Cluster, g: usize, key: &str) -> Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.client(g).await {
+            Ok(mut client) => match client.get(key, None).await {
+                Ok(r) => return Ok(r.kvs().first().map(|kv| kv.value().to_vec())),
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => {}
+            },
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn write_on_one_gateway_read_on_another() -> Result<()> {
+    for engine in ENGINES {
+        let c = Cluster::start(engine, 3, 2, &[])?;
+        c.leader(0).await?;
+        let mut a = c.client(0).await?;
+        let put = a.put("k", "v1", None).await?;
+        let rev = put.header().map(|h| h.revision()).unwrap_or_default();
+        assert_eq!(get(&c, 1, "k").await?, Some(b"v1".to_vec()), "{engine}");
+        // Every member holds the write: a serializable read on each member's gateway sees it.
+        let mut b = c.client(1).await?;
+        let r = b
+            .get("k", Some(GetOptions::new().with_serializable()))
+            .await?;
+        assert!(r.header().map(|h| h.revision()).unwrap_or_default() >= rev);
+        let list = a.member_list().await?;
+        assert_eq!(list.members().len(), 3, "{engine}");
+        let names: Vec<&str> = list.members().iter().map(|m| m.name()).collect();
+        for n in ["s1", "s2", "s3"] {
+            assert!(names.contains(&n), "{engine}: {names:?}");
+        }
+        // Gateways preferring different members report different members' status.
+        let s0 = a.status().await?;
+        let s1 = b.status().await?;
+        assert_ne!(
+            s0.header().map(|h| h.member_id()),
+            s1.header().map(|h| h.member_id())
+        );
+        assert_eq!(s0.leader(), s1.leader());
+        assert!(s0.raft_term() >= 1);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn leader_kill_loses_no_acknowledged_write() -> Result<()> {
+    for engine in ENGINES {
+        let mut c = Cluster::start(engine, 3, 2, &[])?;
+        let leader = c.leader(0).await?;
+        // Gateway 0 prefers member 0; make sure the stream of writes runs through the member
+        // that will be killed or through a follower, whichever gateway 0 prefers.
+        let mut client = c.client(0).await?;
+        let mut acked = Vec::new();
+        let mut killed_at = None;
+        let mut failover = None;
+        let started = Instant::now();
+        let mut i = 0u32;
+        while acked.len() < 300 {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("{engine}: only {} writes acknowledged in 60 s", acked.len());
+            }
+            if acked.len() == 100 && killed_at.is_none() {
+                c.kill_member(leader);
+                killed_at = Some(Instant::now());
+            }
+            let key = format!("w/{i:05}");
+            i += 1;
+            match client.put(key.clone(), key.clone(), None).await {
+                Ok(_) => {
+                    if let (Some(k), None) = (killed_at, failover) {
+                        failover = Some(k.elapsed());
+                    }
+                    acked.push(key);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        eprintln!("{engine}: failover (kill -> first acknowledged write) {failover:?}");
+        // Restart everything from disk and check every acknowledged write.
+        for m in 0..3 {
+            c.kill_member(m);
+        }
+        for m in 0..3 {
+            c.start_member(m)?;
+        }
+        c.leader(1).await?;
+        let mut reader = c.client(1).await?;
+        let all = reader
+            .get("w/", Some(GetOptions::new().with_prefix()))
+            .await?;
+        let have: std::collections::HashSet<Vec<u8>> =
+            all.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        let lost: Vec<&String> = acked
+            .iter()
+            .filter(|k| !have.contains(k.as_bytes()))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{engine}: lost {} of {} acknowledged writes: {lost:?}",
+            lost.len(),
+            acked.len()
+        );
+    }
+    Ok(())
+}
+
+/// A member that was down while the log moved past a snapshot catches up from it.
+#[tokio::test]
+async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
+    for engine in ENGINES {
+        let mut c = Cluster::start(engine, 3, 3, &["--snapshot-count", "50"])?;
+        let leader = c.leader(0).await?;
+        let lagging = (leader + 1) % 3;
+        c.kill_member(lagging);
+        let writer = if leader == 0 { 0 } else { leader };
+        let mut client = c.client(writer).await?;
+        for i in 0..400 {
+            client.put(format!("s/{i:04}"), "x", None).await?;
+        }
+        let last = client.put("s/last", "done", None).await?;
+        let rev = last.header().map(|h| h.revision()).unwrap_or_default();
+        c.start_member(lagging)?;
+        // Gateway `lagging` prefers the restarted member: serializable reads show its state.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut own = c.client(lagging).await?;
+        loop {
+            let r = own
+                .get("s/last", Some(GetOptions::new().with_serializable()))
+                .await;
+            if let Ok(r) = r
+                && r.kvs().first().map(|kv| kv.value()) == Some(&b"done"[..])
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{engine}: restarted member did not catch up");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let count = own
+            .get(
+                "s/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_count_only()
+                        .with_serializable(),
+                ),
+            )
+            .await?;
+        assert_eq!(count.count(), 401, "{engine}");
+        // All members agree on the hash at the same revision.
+        let mut hashes = Vec::new();
+        for g in 0..3 {
+            let mut cl = c.client(g).await?;
+            hashes.push(cl.hash_kv(rev).await?.hash());
+        }
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "{engine}: {hashes:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn membership_changes_under_traffic() -> Result<()> {
+    let engine = "memory";
+    let mut c = Cluster::start(engine, 3, 1, &[])?;
+    c.leader(0).await?;
+    let mut client = c.client(0).await?;
+    let peer = metastore_tests::free_port()?;
+    let url = format!("http://127.0.0.1:{peer}");
+    let added = client
+        .member_add(
+            [url.clone()],
+            Some(MemberAddOptions::new().with_is_learner()),
+        )
+        .await?;
+    let id = added.member().map(|m| m.id()).unwrap_or_default();
+    assert!(added.member().is_some_and(|m| m.is_learner()));
+    // A second learner is refused as etcd refuses it.
+    let other = format!("http://127.0.0.1:{}", metastore_tests::free_port()?);
+    let err = client
+        .member_add([other], Some(MemberAddOptions::new().with_is_learner()))
+        .await
+        .expect_err("second learner");
+    assert_eq!(
+        metastore_tests::grpc_status(&err).1,
+        "etcdserver: too many learner members in cluster"
+    );
+    // Promoting before the learner runs is refused.
+    let err = client.member_promote(id).await.expect_err("not ready");
+    assert_eq!(
+        metastore_tests::grpc_status(&err).1,
+        "etcdserver: can only promote a learner member which is in sync with leader"
+    );
+    let new = c.add_member("s4", peer)?;
+    for i in 0..50 {
+        client.put(format!("m/{i}"), "v", None).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.member_promote(id).await {
+            Ok(r) => {
+                assert!(r.members().iter().all(|m| !m.is_learner()));
+                break;
+            }
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let err = client
+        .member_promote(id)
+        .await
+        .expect_err("already a voter");
+    assert_eq!(
+        metastore_tests::grpc_status(&err).1,
+        "etcdserver: can only promote a learner member"
+    );
+    let list = client.member_list().await?;
+    assert_eq!(list.members().len(), 4);
+    client.put("after-promote", "v", None).await?;
+    client.member_remove(id).await?;
+    c.kill_member(new);
+    let list = client.member_list().await?;
+    assert_eq!(list.members().len(), 3);
+    let err = client.member_remove(id).await.expect_err("gone");
+    assert_eq!(
+        metastore_tests::grpc_status(&err).1,
+        "etcdserver: member not found"
+    );
+    client.put("after-remove", "v", None).await?;
+    Ok(())
+}
