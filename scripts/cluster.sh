@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-cargo build --workspace --bins
+cargo build --workspace --all-targets
 BIN=$CARGO_TARGET_DIR/debug
 PIDS=""
 trap 'kill $PIDS 2>/dev/null' EXIT

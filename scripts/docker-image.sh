@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-[ "${1:-}" = "--no-build" ] || cargo build --workspace --bins
+[ "${1:-}" = "--no-build" ] || cargo build --workspace --all-targets
 BIN=$CARGO_TARGET_DIR/debug
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, engine conformance,
 # integration tests against real processes, the differential test against a real etcd, and
-# the etcdctl conformance script on both engines.
+# the etcdctl conformance scripts (single member, and 3 members) on both engines.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
@@ -14,4 +14,6 @@ cargo test --workspace
 for engine in memory rocksdb; do
   echo "== etcdctl conformance ($engine)"
   tests/compat/etcdctl.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
+  echo "== etcdctl cluster conformance, 3 members ($engine)"
+  tests/compat/cluster.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
 done

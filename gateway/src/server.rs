@@ -14,6 +14,9 @@ use metastore_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::server::TcpIncoming;
 
+/// How often a gateway re-announces its client URLs to the cluster.
+const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// etcd's gRPC receive limit: `--max-request-bytes` plus 512 KiB of slack.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -37,6 +40,20 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         cfg.advertise_client_urls.clone(),
     ));
     let maintenance_service = std::sync::Arc::new(MaintenanceService::new(upstream.clone()));
+    // Announce this gateway's client URLs under its preferred member (again after a
+    // failover, or if the first attempts find no leader); unchanged announcements cost no
+    // log entry.
+    let publisher = upstream.clone();
+    let advertised = cfg.advertise_client_urls.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = publisher.publish(&advertised).await {
+                tracing::debug!(error = %e, "publishing client URLs failed; will retry");
+            }
+        }
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -14,7 +14,8 @@ use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
     ClusterRequest, Consistency, ErrorCode, KvRequest, MemberInfoRequest, MemberInfoResponse,
-    MoveLeaderAsk, RequestContext, StatusRequest, StatusResponse, StorageError,
+    GatewayInfo, MoveLeaderAsk, PublishGatewayRequest, RequestContext, StatusRequest,
+    StatusResponse, StorageError,
     WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
@@ -141,6 +142,28 @@ impl Upstream {
                 .map(tonic::Response::into_inner)
         })
         .await
+    }
+
+    /// Tells the preferred member (and through it the cluster) that this gateway serves
+    /// `client_urls`, so MemberList shows them as that member's client URLs.
+    pub async fn publish(&self, client_urls: &[String]) -> Result<(), Error> {
+        let request = PublishGatewayRequest {
+            context: Some(self.context(Consistency::Linearizable)),
+            gateway: Some(GatewayInfo {
+                member_id: 0,
+                client_urls: client_urls.to_vec(),
+            }),
+        };
+        let reply = self
+            .on_member(|mut c| {
+                let request = request.clone();
+                async move { c.publish_gateway(request).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        match reply.error {
+            Some(e) => storage_failure(e),
+            None => Ok(()),
+        }
     }
 
     /// Raft and store facts of the preferred member (Maintenance.Status).

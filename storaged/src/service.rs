@@ -17,7 +17,8 @@ use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
-    ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply, StatusRequest,
+    ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply,
+    PublishGatewayRequest, PublishGatewayResponse, StatusRequest,
     StatusResponse,
 };
 use metastore_internal_proto::storage::{
@@ -193,6 +194,10 @@ fn applied(a: Applied) -> KvResult {
         Applied::DeleteRange(r) => KvResult::DeleteRange(r),
         Applied::Txn(r) => KvResult::Txn(r),
         Applied::Compact(r) => KvResult::Compact(r),
+        Applied::Recorded => KvResult::Error(StorageError {
+            code: ErrorCode::StorageFailure as i32,
+            detail: "cluster metadata change reached the KV path".into(),
+        }),
         Applied::Lease { revision } => KvResult::Error(StorageError {
             code: ErrorCode::StorageFailure as i32,
             detail: format!("lease change at revision {revision} reached the KV path"),
@@ -369,6 +374,38 @@ impl Storage for StorageService {
         Ok(Response::new(ClusterResponse {
             result: Some(result),
         }))
+    }
+
+    async fn publish_gateway(
+        &self,
+        request: Request<PublishGatewayRequest>,
+    ) -> Result<Response<PublishGatewayResponse>, Status> {
+        let mut req = request.into_inner();
+        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
+        let info = req.gateway.get_or_insert_with(Default::default);
+        if info.member_id == 0 {
+            info.member_id = self.node.identity().member_id;
+        }
+        let (member_id, urls) = (info.member_id, info.client_urls.clone());
+        let error = match cluster::publish_gateway(&self.node, member_id, urls).await {
+            Ok(()) => None,
+            Err(NodeError::NotLeader(_)) if !forwarded => {
+                let Some((_, leader)) = self.node.wait_leader(LEADER_WAIT).await else {
+                    return Ok(Response::new(PublishGatewayResponse {
+                        error: Some(storage_error(&NodeError::NotLeader(None))),
+                    }));
+                };
+                req.context.get_or_insert_with(Default::default).forwarded = true;
+                return match self.forward_client(&leader) {
+                    Ok(mut client) => client.publish_gateway(req).await,
+                    Err(e) => Ok(Response::new(PublishGatewayResponse {
+                        error: Some(storage_error(&e)),
+                    })),
+                };
+            }
+            Err(e) => Some(storage_error(&e)),
+        };
+        Ok(Response::new(PublishGatewayResponse { error }))
     }
 
     async fn status(

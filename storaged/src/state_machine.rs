@@ -7,7 +7,7 @@
 
 use crate::mvcc::KvView as _;
 use crate::mvcc::{MvccError, Store};
-use metastore_internal_proto::storage::RaftCommand;
+use metastore_internal_proto::storage::{GatewayInfo, RaftCommand};
 use metastore_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
@@ -31,6 +31,11 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// A gateway's client URLs and the member it prefers.
+    PublishGateway {
+        member_id: u64,
+        client_urls: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -50,6 +55,10 @@ impl std::fmt::Display for Command {
             Command::Compact(r) => write!(f, "compact {}", r.revision),
             Command::LeaseGrant { id, ttl } => write!(f, "lease-grant {id:x} ttl {ttl}"),
             Command::LeaseRevoke { id } => write!(f, "lease-revoke {id:x}"),
+            Command::PublishGateway {
+                member_id,
+                client_urls,
+            } => write!(f, "gateway {client_urls:?} prefers {member_id:x}"),
         }
     }
 }
@@ -67,6 +76,13 @@ impl Command {
                 C::LeaseGrant(LeaseGrantRequest { id: *id, ttl: *ttl })
             }
             Command::LeaseRevoke { id } => C::LeaseRevoke(LeaseRevokeRequest { id: *id }),
+            Command::PublishGateway {
+                member_id,
+                client_urls,
+            } => C::Gateway(GatewayInfo {
+                member_id: *member_id,
+                client_urls: client_urls.clone(),
+            }),
         };
         RaftCommand {
             command: Some(command),
@@ -85,9 +101,11 @@ impl Command {
                 ttl: r.ttl,
             },
             Some(C::LeaseRevoke(r)) => Command::LeaseRevoke { id: r.id },
-            Some(C::MemberAttributes(_)) | None => {
-                return Err("unsupported raft command".to_string());
-            }
+            Some(C::Gateway(g)) => Command::PublishGateway {
+                member_id: g.member_id,
+                client_urls: g.client_urls,
+            },
+            None => return Err("empty raft command".to_string()),
         })
     }
 }
@@ -143,6 +161,8 @@ pub enum Applied {
     Lease {
         revision: i64,
     },
+    /// Cluster metadata was recorded (no revision is taken).
+    Recorded,
 }
 
 pub struct StateMachine {
@@ -190,6 +210,14 @@ impl StateMachine {
                 Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
                     revision: w.visible_revision(),
                 }),
+                Command::PublishGateway {
+                    member_id,
+                    client_urls,
+                } => {
+                    let (key, value) = crate::cluster::gateway_record(*member_id, client_urls);
+                    w.put_meta(key, value);
+                    Ok(Applied::Recorded)
+                }
             };
             match outcome {
                 Err(e @ MvccError::Engine(_)) => Err(e),

@@ -19,18 +19,7 @@ for tool in etcd etcdctl python3; do
 done
 [ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --workspace first" >&2; exit 2; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 300); do
-    (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 EP=$(port); EPP=$(port)
 etcd --name ref --data-dir "$WORK/etcd" \
@@ -50,46 +39,6 @@ wait_port $SP
 PIDS+=($!); disown
 wait_port $EP; wait_port $MP
 
-PASS=0; FAIL=0
-# Member-specific fields (and the client's own log timestamps and connection ids) differ
-# between any two runs; everything else must not.
-normalize() {
-  python3 -c '
-import json, re, sys
-text = sys.stdin.read()
-def scrub(o):
-    if isinstance(o, dict):
-        return {k: scrub(v) for k, v in o.items() if k not in ("cluster_id", "member_id", "raft_term", "ts", "target")}
-    if isinstance(o, list):
-        return [scrub(v) for v in o]
-    return o
-text = re.sub(r"127\.0\.0\.1:[0-9]+", "ENDPOINT", text)
-text = re.sub(r"took = [0-9.]+[a-zµ]*s", "took = T", text)
-# Lease ids are chosen by each server.
-text = re.sub(r"\b[0-9a-f]{12,16}\b", "LEASE", text)
-text = re.sub(r"\"(ID|lease)\": ?[0-9]+", "\"\\1\":0", text)
-out = []
-for line in text.splitlines():
-    try:
-        out.append(json.dumps(scrub(json.loads(line)), sort_keys=True))
-    except ValueError:
-        out.append(line)
-print("\n".join(out))'
-}
-# verdict NAME WANT GOT [REGEX]: identical, non-empty output (matching REGEX if given).
-verdict() {
-  local name=$1 want=$2 got=$3 expect=${4:-}
-  if [ "$want" != "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name"
-    diff <(echo "$want") <(echo "$got") | sed 's/^/    /' | head -20
-  elif [ -z "$got" ]; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (no output)"
-  elif [ -n "$expect" ] && ! grep -Eq "$expect" <<<"$got"; then
-    FAIL=$((FAIL+1)); echo "FAIL $name (output does not match /$expect/)"; echo "$got" | sed 's/^/    /' | head -10
-  else
-    PASS=$((PASS+1)); echo "PASS $name"
-  fi
-}
 run_on() { # endpoint, stdin file, args...
   local ep=$1 input=$2; shift 2
   local out rc

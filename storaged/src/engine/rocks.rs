@@ -146,15 +146,21 @@ impl Engine for RocksEngine {
         f(&view)
     }
 
+    /// Table files plus what is still in memtables (so a fresh store does not report 0).
     fn size_bytes(&self) -> u64 {
+        let property = |cf: &ColumnFamily, name: &str| {
+            self.db
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
         Table::ALL
             .iter()
             .filter_map(|t| self.cf(*t).ok())
-            .filter_map(|cf| {
-                self.db
-                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
+            .map(|cf| {
+                property(cf, "rocksdb.total-sst-files-size")
+                    + property(cf, "rocksdb.cur-size-all-mem-tables")
             })
             .sum()
     }

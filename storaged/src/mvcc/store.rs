@@ -170,6 +170,19 @@ impl Store {
         Ok(self.engine.get(Table::Meta, META_RAFT_APPLIED)?)
     }
 
+    /// Metadata values whose keys start with `prefix`, in key order.
+    pub fn meta_with_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MvccError> {
+        let mut out = Vec::new();
+        self.engine.scan(Table::Meta, prefix, None, &mut |k, v| {
+            if !k.starts_with(prefix) {
+                return false;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
     /// Every record of every table, read from one consistent view (a snapshot's content).
     pub fn dump(&self) -> Result<TableDump, MvccError> {
         let _quiet = self.state.read();
@@ -376,6 +389,11 @@ impl<'a> WriteTxn<'a> {
         while let Some(u) = self.lease_undo.pop() {
             self.state.leases.undo(u);
         }
+    }
+
+    /// Stores an opaque metadata value in this transaction's batch (no revision is taken).
+    pub fn put_meta(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch.put(Table::Meta, key, value);
     }
 
     /// Lease state as this transaction sees it.
