@@ -13,10 +13,9 @@ use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
-    ClusterRequest, Consistency, ErrorCode, KvRequest, MemberInfoRequest, MemberInfoResponse,
-    GatewayInfo, MoveLeaderAsk, PublishGatewayRequest, RequestContext, StatusRequest,
-    StatusResponse, StorageError,
-    WatchUpstreamRequest, WatchUpstreamResponse,
+    ClusterRequest, Consistency, ErrorCode, GatewayInfo, KvRequest, MemberInfoRequest,
+    MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RequestContext, StatusRequest,
+    StatusResponse, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
 use std::sync::Arc;
@@ -157,7 +156,11 @@ impl Upstream {
         let reply = self
             .on_member(|mut c| {
                 let request = request.clone();
-                async move { c.publish_gateway(request).await.map(tonic::Response::into_inner) }
+                async move {
+                    c.publish_gateway(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await?;
         match reply.error {

@@ -64,9 +64,11 @@ fn gateways(node: &Node) -> BTreeMap<u64, Vec<String>> {
             continue;
         };
         let urls = String::from_utf8_lossy(&k[GATEWAY_PREFIX.len()..]).to_string();
-        out.entry(id)
-            .or_default()
-            .extend(urls.split(',').filter(|u| !u.is_empty()).map(str::to_string));
+        out.entry(id).or_default().extend(
+            urls.split(',')
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+        );
     }
     out
 }

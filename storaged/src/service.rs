@@ -18,8 +18,7 @@ use metastore_internal_proto::storage::watch_upstream_request::Request as WatchA
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
     ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply,
-    PublishGatewayRequest, PublishGatewayResponse, StatusRequest,
-    StatusResponse,
+    PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
 };
 use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, StorageError,
