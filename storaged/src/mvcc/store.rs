@@ -139,6 +139,9 @@ impl Store {
     }
 }
 
+/// A raw `(key, value)` engine record.
+pub type KeyValuePair = (Vec<u8>, Vec<u8>);
+
 /// Every record of every table: `(table number, key, value)`.
 pub type TableDump = Vec<(u8, Vec<u8>, Vec<u8>)>;
 
@@ -171,7 +174,7 @@ impl Store {
     }
 
     /// Metadata values whose keys start with `prefix`, in key order.
-    pub fn meta_with_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MvccError> {
+    pub fn meta_with_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValuePair>, MvccError> {
         let mut out = Vec::new();
         self.engine.scan(Table::Meta, prefix, None, &mut |k, v| {
             if !k.starts_with(prefix) {
