@@ -75,13 +75,13 @@ pub async fn bind_all(flag: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListene
 /// Logs to stderr; `RUST_LOG` wins over `level`.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // openraft reports every election step at info and each missed heartbeat to a stopped
-        // member as a warning; keep its other warnings unless
-        // asked for (RUST_LOG or an explicit openraft directive).
+        // openraft logs every election step at info and every failed RPC to a stopped member
+        // as a warning (several per second); keep its errors only unless asked for (RUST_LOG
+        // or an explicit openraft directive). Member health shows in endpoint status.
         let spec = if level.contains("openraft") {
             level.to_string()
         } else {
-            format!("{level},openraft=warn,openraft::core::heartbeat=error")
+            format!("{level},openraft=error")
         };
         tracing_subscriber::EnvFilter::new(spec)
     });

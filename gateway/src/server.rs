@@ -23,6 +23,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 pub async fn run(cfg: Config) -> Result<(), String> {
     let listeners = metastore_cli::bind_all("listen-client-urls", &cfg.listen_client).await?;
     let upstream = Upstream::new(&cfg.storage_endpoints)?;
+    upstream.spawn_recovery();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()

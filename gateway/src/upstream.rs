@@ -30,6 +30,8 @@ use tonic::transport::{Channel, Endpoint};
 /// etcd's request timeout with default settings: 5 s + 2 x election timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
+/// How often an earlier, unreachable storage endpoint is probed again.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause before asking again when a member reports no leader (an election is running).
 const NO_LEADER_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -89,6 +91,30 @@ impl Upstream {
             preferred: Arc::new(AtomicUsize::new(0)),
             next_request_id: Arc::new(AtomicU64::new(1)),
         })
+    }
+
+    /// Moves the preference back to an earlier `--storage-endpoints` entry once it answers
+    /// again (checked every second while a later entry is preferred), so a gateway prefers the
+    /// first healthy member. Call once, inside the runtime.
+    pub fn spawn_recovery(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECOVERY_INTERVAL);
+            loop {
+                tick.tick().await;
+                let current = this.preferred.load(Ordering::Relaxed);
+                for i in 0..current {
+                    let mut client = this.members[i].client.clone();
+                    let mut probe = tonic::Request::new(MemberInfoRequest {});
+                    probe.set_timeout(RECOVERY_INTERVAL);
+                    if client.member_info(probe).await.is_ok() {
+                        tracing::info!(member = %this.members[i].url, "preferring storage member again");
+                        this.preferred.store(i, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     fn context(&self, consistency: Consistency) -> RequestContext {

@@ -10,10 +10,12 @@ use openraft::OptionalSend;
 use openraft::alias::VoteOf;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use parking_lot::Mutex;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
@@ -22,11 +24,39 @@ const COMMITTED: &str = "committed";
 #[derive(Clone)]
 pub struct LogStore {
     backend: Arc<dyn LogBackend>,
+    syncer: Arc<Syncer>,
+}
+
+/// Group commit: appends are numbered; a sync makes every append made before it durable, so
+/// a waiter whose append is already covered by a finished sync returns without an fsync of
+/// its own, and waiters that queue behind a running sync share the next one.
+struct Syncer {
+    appended: AtomicU64,
+    synced: Mutex<u64>,
+}
+
+impl Syncer {
+    fn sync_upto(&self, backend: &dyn LogBackend, seq: u64) -> io::Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= seq {
+            return Ok(());
+        }
+        let target = self.appended.load(Ordering::Acquire);
+        backend.sync()?;
+        *synced = target;
+        Ok(())
+    }
 }
 
 impl LogStore {
     pub fn new(backend: Arc<dyn LogBackend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            syncer: Arc::new(Syncer {
+                appended: AtomicU64::new(0),
+                synced: Mutex::new(0),
+            }),
+        }
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -124,8 +154,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.push((entry.index(), codec::encode(&entry)?));
         }
         self.backend.append(batch)?;
+        let seq = self.syncer.appended.fetch_add(1, Ordering::AcqRel) + 1;
         let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || callback.io_completed(backend.sync()));
+        let syncer = self.syncer.clone();
+        tokio::task::spawn_blocking(move || {
+            callback.io_completed(syncer.sync_upto(backend.as_ref(), seq))
+        });
         Ok(())
     }
 
