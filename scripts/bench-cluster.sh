@@ -54,15 +54,28 @@ start_member() {
 }
 stop_all() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; PIDS=(); sleep 0.5; }
 put_bench() { "$B/metastore-bench" --endpoints "$1" --clients $CLIENTS --total $TOTAL put 2>&1 | grep -E "req/s|throughput" | head -1; }
-# Index (1-based) of the member leading, from the gateways' status answers.
+# Index (1-based) of the member leading, from the gateways' status answers (retried until
+# every gateway answers from its own member and one of them leads).
 leader_index() {
-  etcdctl --endpoints "${MS_EPS//http:\/\//}" endpoint status -w json 2>/dev/null | python3 -c '
+  local out
+  for _ in $(seq 1 100); do
+    out=$(etcdctl --endpoints "${MS_EPS//http:\/\//}" endpoint status -w json 2>/dev/null | python3 -c '
 import json, sys
-rows = json.load(sys.stdin)
+try:
+    rows = json.load(sys.stdin)
+except ValueError:
+    sys.exit()
 for i, r in enumerate(rows, 1):
     s = r["Status"]
     if s["header"]["member_id"] == s["leader"]:
-        print(i); break'
+        print(i); break')
+    [ -n "$out" ] && { echo "$out"; return; }
+    sleep 0.2
+  done
+}
+# Hex member id behind gateway I (its preferred member when healthy).
+member_id_of() {
+  etcdctl --endpoints 127.0.0.1:${GWS[$1]} endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["member_id"])'
 }
 
 # Real etcd, 3 members.
@@ -95,15 +108,20 @@ for engine in memory rocksdb; do
       start_member $L; wait_port ${SPORT[$L]}
       # Catch-up: stop a follower, write CATCHUP keys, restart it, time until it has applied
       # everything the leader has.
-      L=$(leader_index); F=$(( L % 3 + 1 ))
+      sleep 2; L=$(leader_index); F=$(( L % 3 + 1 ))
+      FID=$(member_id_of $F)
       kill -9 ${SPIDS[$F]}
-      "$B/metastore-bench" --endpoints "http://127.0.0.1:${GWS[$L]}" --clients $CLIENTS --total $CATCHUP --key-space $CATCHUP put >/dev/null 2>&1
+      "$B/metastore-bench" --endpoints "http://127.0.0.1:${GWS[$L]}" --clients $CLIENTS --total $CATCHUP --key-space $CATCHUP put >"$WORK/catchup-bench.log" 2>&1 \
+        || { echo "catch-up load failed: $(tail -2 "$WORK/catchup-bench.log")"; }
       target=$(etcdctl --endpoints 127.0.0.1:${GWS[$L]} endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["raftIndex"])')
       t0=$(now_ms); start_member $F
-      until [ "$(etcdctl --endpoints 127.0.0.1:${GWS[$F]} --command-timeout=1s endpoint status -w json 2>/dev/null | python3 -c '
-import json, sys
+      # Only answers from the restarted member itself count (its gateway may still be
+      # answering from another member right after the restart).
+      until [ "$(etcdctl --endpoints 127.0.0.1:${GWS[$F]} --command-timeout=1s endpoint status -w json 2>/dev/null | FID=$FID python3 -c '
+import json, os, sys
 try:
-    s = json.load(sys.stdin)[0]["Status"]; print(s.get("raftAppliedIndex", 0) if s["header"]["member_id"] != 0 else 0)
+    s = json.load(sys.stdin)[0]["Status"]
+    print(s.get("raftAppliedIndex", 0) if str(s["header"]["member_id"]) == os.environ["FID"] else 0)
 except Exception:
     print(0)')" -ge "$target" ]; do sleep 0.05; done
       echo "metastore $engine catch-up of a restarted member after $CATCHUP keys: $(( $(now_ms) - t0 )) ms (to raft index $target)"

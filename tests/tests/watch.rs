@@ -9,7 +9,7 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::watch_request::RequestUnion;
 use metastore_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
-use metastore_tests::{Deployment, ENGINES, RequestStream, WatchClient, channel};
+use metastore_tests::{Cluster, Deployment, ENGINES, RequestStream, WatchClient, channel};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -238,7 +238,45 @@ struct Ev {
 async fn watch_guarantees_under_concurrent_writes() -> Result<()> {
     for engine in ENGINES {
         let d = Deployment::start(engine)?;
-        let mut c = d.client().await?;
+        let ep = d.endpoint();
+        check_guarantees(engine, ep.clone(), ep, async { Ok(()) }).await?;
+    }
+    Ok(())
+}
+
+/// The same checks on 3 members: the watchers' gateway prefers a follower, which is killed
+/// (SIGKILL) and restarted while the writers run; the watchers resume on another member.
+#[tokio::test]
+async fn watch_guarantees_on_three_members_with_a_member_restart() -> Result<()> {
+    for engine in ENGINES {
+        let mut c = Cluster::start(engine, 3, 3, &[])?;
+        let leader = c.leader(0).await?;
+        let follower = (leader + 1) % 3;
+        let (watch_ep, write_ep) = (c.gateway(follower), c.gateway(leader));
+        let disrupt = async move {
+            // Early, so that most writes happen while the member is down.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.kill_member(follower);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.start_member(follower)?;
+            anyhow::Ok(c)
+        };
+        check_guarantees(engine, watch_ep, write_ep, disrupt).await?;
+    }
+    Ok(())
+}
+
+/// Ordered, unique, atomic, reliable, resumable, prev_kv and filter checks of several watchers
+/// opened on `watch_ep` while four writers write through `write_ep`; `disrupt` runs alongside
+/// the writers, and what it returns (the deployment) is kept until the checks end.
+async fn check_guarantees<K>(
+    engine: &str,
+    watch_ep: String,
+    write_ep: String,
+    disrupt: impl std::future::Future<Output = Result<K>>,
+) -> Result<()> {
+    {
+        let mut c = Client::connect([watch_ep.clone()], None).await?;
         let base = c
             .put("g/start", "0", None)
             .await?
@@ -293,7 +331,7 @@ async fn watch_guarantees_under_concurrent_writes() -> Result<()> {
         // Writers: txns of 1-3 puts on their own keys, and deletes.
         let mut writers = Vec::new();
         for w in 0..4 {
-            let mut c = d.client().await?;
+            let mut c = Client::connect([write_ep.clone()], None).await?;
             writers.push(tokio::spawn(async move {
                 let mut log: Vec<(i64, Vec<Ev>)> = Vec::new();
                 for i in 0..60usize {
@@ -335,6 +373,7 @@ async fn watch_guarantees_under_concurrent_writes() -> Result<()> {
                 anyhow::Ok(log)
             }));
         }
+        let _keep = disrupt.await?;
         let mut reference: BTreeMap<i64, Vec<Ev>> = BTreeMap::new();
         for w in writers {
             for (rev, evs) in w.await?? {
