@@ -56,6 +56,8 @@ pub enum Error {
     TooManyLearners,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: rpc not supported for learner")]
+    LearnerUnsupported,
     /// No storage member could be reached.
     #[error("metastore: storage unavailable: {0}")]
     Unavailable(String),
@@ -84,7 +86,7 @@ impl Error {
             | Error::TooManyLearners
             | Error::BadLeaderTransferee => Code::FailedPrecondition,
             Error::MemberNotFound => Code::NotFound,
-            Error::LeaderChanged => Code::Unavailable,
+            Error::LeaderChanged | Error::LearnerUnsupported => Code::Unavailable,
             Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
@@ -125,6 +127,7 @@ impl From<StorageError> for Error {
             Ok(ErrorCode::TooManyLearners) => Error::TooManyLearners,
             Ok(ErrorCode::MemberNotLearner) => Error::MemberNotLearner,
             Ok(ErrorCode::BadLeaderTransferee) => Error::BadLeaderTransferee,
+            Ok(ErrorCode::LearnerUnsupported) => Error::LearnerUnsupported,
             Ok(ErrorCode::InvalidRequest) if e.detail.contains("sort option") => {
                 Error::InvalidSortOption
             }
@@ -260,6 +263,11 @@ mod tests {
                 Error::BadLeaderTransferee,
                 Code::FailedPrecondition,
                 "etcdserver: bad leader transferee",
+            ),
+            (
+                Error::LearnerUnsupported,
+                Code::Unavailable,
+                "etcdserver: rpc not supported for learner",
             ),
         ];
         for (err, code, msg) in table {

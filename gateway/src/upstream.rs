@@ -128,7 +128,17 @@ impl Upstream {
 
     /// Runs `call` on the preferred member, moving on to the next member while the call
     /// fails without having been sent, until the request deadline.
-    async fn on_member<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    async fn on_member<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(StorageClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        self.on_member_from(None, call).await
+    }
+
+    /// Like [`Self::on_member`], starting at member `first` when given (without changing the
+    /// preference) instead of the preferred member.
+    async fn on_member_from<T, F, Fut>(&self, first: Option<usize>, mut call: F) -> Result<T, Error>
     where
         F: FnMut(StorageClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -137,12 +147,14 @@ impl Upstream {
         let n = self.members.len();
         let mut last = None;
         loop {
-            let start = self.preferred.load(Ordering::Relaxed);
+            let start = first.unwrap_or_else(|| self.preferred.load(Ordering::Relaxed)) % n;
             for step in 0..n {
                 let i = (start + step) % n;
                 match call(self.members[i].client.clone()).await {
                     Ok(v) => {
-                        self.preferred.store(i, Ordering::Relaxed);
+                        if first.is_none() {
+                            self.preferred.store(i, Ordering::Relaxed);
+                        }
                         return Ok(v);
                     }
                     Err(status) if not_sent(&status) => {
@@ -282,22 +294,41 @@ impl Upstream {
     }
 
     pub async fn kv(&self, consistency: Consistency, op: Op) -> Result<KvResult, Error> {
+        let idempotent = match &op {
+            Op::Range(_) | Op::LeaseKeepAlive(_) | Op::LeaseTimeToLive(_) | Op::LeaseLeases(_) => {
+                true
+            }
+            Op::Txn(t) => t.success.iter().chain(&t.failure).all(|o| {
+                matches!(
+                    o.request,
+                    Some(metastore_proto::etcdserverpb::request_op::Request::RequestRange(_))
+                )
+            }),
+            _ => false,
+        };
         let request = KvRequest {
             context: Some(self.context(consistency)),
             op: Some(op),
         };
+        // Serializable reads may be answered by any member: spread them over all of them.
+        let first = (consistency == Consistency::Serializable)
+            .then(|| self.next_request_id.load(Ordering::Relaxed) as usize);
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let response = self
-                .on_member(|mut c| {
+                .on_member_from(first, |mut c| {
                     let request = request.clone();
                     async move { c.kv(request).await.map(tonic::Response::into_inner) }
                 })
                 .await?;
             match response.result {
-                // Not proposed anywhere: safe to ask again once a leader is elected.
+                // Not proposed anywhere (no leader), or a request that changes nothing and
+                // lost its leader on the way (leader changed): safe to ask again once a
+                // leader is elected.
                 Some(KvResult::Error(e))
-                    if e.code == ErrorCode::NoLeader as i32 && Instant::now() < deadline =>
+                    if Instant::now() < deadline
+                        && (e.code == ErrorCode::NoLeader as i32
+                            || (e.code == ErrorCode::LeaderChanged as i32 && idempotent)) =>
                 {
                     tokio::time::sleep(NO_LEADER_BACKOFF).await;
                 }

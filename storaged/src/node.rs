@@ -33,6 +33,9 @@ pub enum NodeError {
     NotLeader(Option<(u64, Member)>),
     #[error("raft: {0}")]
     Raft(String),
+    /// This member is a learner, which serves only serializable ranges (as in etcd).
+    #[error("rpc not supported for learner")]
+    Learner,
 }
 
 impl<E: std::fmt::Debug + std::fmt::Display> From<RaftError<TypeConfig, E>> for NodeError
@@ -135,6 +138,14 @@ impl Node {
         Ok(())
     }
 
+    /// True when this member is in the membership but does not vote.
+    pub fn is_learner(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let id = self.identity.member_id;
+        membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id)
+    }
+
     fn require_leader(&self) -> Result<(), NodeError> {
         if self.raft.is_leader() {
             Ok(())
@@ -151,9 +162,16 @@ impl Node {
         blocking(move || Ok(store.range(&req)?)).await
     }
 
-    /// A txn whose ops are all reads; served without a log entry, after a read index.
-    pub async fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse, NodeError> {
-        self.linearize().await?;
+    /// A txn whose ops are all reads; served without a log entry, after a read index unless
+    /// every range in it is serializable.
+    pub async fn read_txn(
+        &self,
+        req: TxnRequest,
+        serializable: bool,
+    ) -> Result<TxnResponse, NodeError> {
+        if !serializable {
+            self.linearize().await?;
+        }
         let store = self.store.clone();
         blocking(move || Ok(mvcc::txn_read_only(&store, &req)?)).await
     }

@@ -21,8 +21,8 @@ use metastore_internal_proto::storage::{
     PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
 };
 use metastore_internal_proto::storage::{
-    ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, StorageError,
-    WatchUpstreamRequest, WatchUpstreamResponse,
+    Consistency, ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse,
+    StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
 use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
@@ -92,11 +92,13 @@ impl StorageService {
         self.stamp_values().apply(header);
     }
 
-    async fn execute(&self, op: Op) -> Result<KvResult, NodeError> {
+    async fn execute(&self, op: Op, serializable: bool) -> Result<KvResult, NodeError> {
         let node = &self.node;
         Ok(match op {
             Op::Range(r) => KvResult::Range(node.range(r).await?),
-            Op::Txn(t) if mvcc::is_read_only_txn(&t) => KvResult::Txn(node.read_txn(t).await?),
+            Op::Txn(t) if mvcc::is_read_only_txn(&t) => {
+                KvResult::Txn(node.read_txn(t, serializable).await?)
+            }
             Op::Txn(t) => applied(node.write(Command::Txn(t)).await?),
             Op::Put(p) => applied(node.write(Command::Put(p)).await?),
             Op::DeleteRange(d) => applied(node.write(Command::DeleteRange(d)).await?),
@@ -112,7 +114,14 @@ impl StorageService {
     /// Runs `op` here, or on the leader when this member does not lead.
     async fn execute_anywhere(&self, req: &KvRequest, op: Op) -> Result<KvResult, NodeError> {
         let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
-        let mut leader = match self.execute(op.clone()).await {
+        let serializable = req
+            .context
+            .as_ref()
+            .is_some_and(|c| c.consistency == Consistency::Serializable as i32);
+        if !forwarded && self.node.is_learner() && !is_serializable_range(&op) {
+            return Err(NodeError::Learner);
+        }
+        let mut leader = match self.execute(op.clone(), serializable).await {
             Err(NodeError::NotLeader(leader)) if !forwarded => leader,
             other => return other,
         };
@@ -126,7 +135,7 @@ impl StorageService {
                     .ok_or(NodeError::NotLeader(None))?,
             };
             if id == self.node.identity().member_id {
-                match self.execute(op.clone()).await {
+                match self.execute(op.clone(), serializable).await {
                     Err(NodeError::NotLeader(next)) => {
                         leader = next;
                         continue;
@@ -187,6 +196,11 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 const MAX_FORWARD_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// What etcd lets a learner serve: a serializable Range.
+fn is_serializable_range(op: &Op) -> bool {
+    matches!(op, Op::Range(r) if r.serializable)
+}
+
 fn applied(a: Applied) -> KvResult {
     match a {
         Applied::Put(r) => KvResult::Put(r),
@@ -240,6 +254,7 @@ fn storage_error(e: &NodeError) -> StorageError {
         },
         NodeError::Task(_) => ErrorCode::StorageFailure,
         NodeError::NotLeader(_) => ErrorCode::NoLeader,
+        NodeError::Learner => ErrorCode::LearnerUnsupported,
         NodeError::Raft(_) => ErrorCode::LeaderChanged,
     };
     StorageError {

@@ -88,14 +88,22 @@ async fn leases_survive_leader_failover_and_expire_on_the_new_leader() -> Result
             .await?;
         let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
         c.kill_member(leader);
-        // Renew through the failover for longer than the TTL.
+        // Renew through the failover for longer than the TTL; like etcd's Go client, open the
+        // keep-alive stream again if the failover ended it.
         let until = Instant::now() + Duration::from_secs(12);
         while Instant::now() < until {
-            if keeper.keep_alive().await.is_ok()
-                && let Ok(Some(r)) =
-                    tokio::time::timeout(Duration::from_secs(2), responses.message()).await?
-            {
-                assert!(r.ttl() > 0, "{engine}: lease {id:x} lost during failover");
+            let renewed = match keeper.keep_alive().await {
+                Ok(()) => tokio::time::timeout(Duration::from_secs(2), responses.message()).await,
+                Err(e) => Ok(Err(e)),
+            };
+            match renewed {
+                Ok(Ok(Some(r))) => assert!(r.ttl() > 0, "{engine}: lease {id:x} lost"),
+                Ok(Ok(None) | Err(_)) => {
+                    if let Ok((k, r)) = client.lease_keep_alive(id).await {
+                        (keeper, responses) = (k, r);
+                    }
+                }
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

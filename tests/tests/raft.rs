@@ -118,6 +118,17 @@ async fn leader_kill_loses_no_acknowledged_write() -> Result<()> {
     Ok(())
 }
 
+/// The member id of member `i`, from the member list.
+async fn member_id(c: &Cluster, i: usize) -> Option<u64> {
+    let mut client = c.client(0).await.ok()?;
+    let list = client.member_list().await.ok()?;
+    let name = &c.members[i].name;
+    list.members()
+        .iter()
+        .find(|m| m.name() == name)
+        .map(|m| m.id())
+}
+
 /// A member that was down while the log moved past a snapshot catches up from it.
 #[tokio::test]
 async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
@@ -134,15 +145,16 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
         let last = client.put("s/last", "done", None).await?;
         let rev = last.header().map(|h| h.revision()).unwrap_or_default();
         c.start_member(lagging)?;
-        // Gateway `lagging` prefers the restarted member: serializable reads show its state.
+        // Gateway `lagging` prefers the restarted member: its Status shows that member's
+        // applied index once the gateway is back on it.
+        let target = client.status().await?.raft_index();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut own = c.client(lagging).await?;
+        let lagging_id = member_id(&c, lagging).await;
         loop {
-            let r = own
-                .get("s/last", Some(GetOptions::new().with_serializable()))
-                .await;
-            if let Ok(r) = r
-                && r.kvs().first().map(|kv| kv.value()) == Some(&b"done"[..])
+            if let Ok(s) = own.status().await
+                && s.raft_applied_index() >= target
+                && s.header().map(|h| h.member_id()) == lagging_id
             {
                 break;
             }
@@ -154,12 +166,7 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
         let count = own
             .get(
                 "s/",
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_count_only()
-                        .with_serializable(),
-                ),
+                Some(GetOptions::new().with_prefix().with_count_only()),
             )
             .await?;
         assert_eq!(count.count(), 401, "{engine}");
@@ -213,6 +220,37 @@ async fn membership_changes_under_traffic() -> Result<()> {
     for i in 0..50 {
         client.put(format!("m/{i}"), "v", None).await?;
     }
+    // Through a gateway that prefers the learner: serializable reads work once it has caught
+    // up, everything else is refused as etcd refuses it on a learner.
+    let g = c.gateway_ports.len();
+    c.start_gateway(new)?;
+    let mut on_learner = c.client(g).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = on_learner
+            .get("m/49", Some(GetOptions::new().with_serializable()))
+            .await?;
+        if r.count() == 1 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("learner did not catch up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = on_learner.status().await?;
+    assert!(
+        status.is_learner(),
+        "the gateway answers from the learner: {status:?}"
+    );
+    let err = on_learner.put("x", "y", None).await.expect_err("learner");
+    assert_eq!(
+        metastore_tests::grpc_status(&err),
+        (
+            tonic::Code::Unavailable,
+            "etcdserver: rpc not supported for learner".to_string()
+        )
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match client.member_promote(id).await {
