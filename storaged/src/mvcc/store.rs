@@ -31,6 +31,12 @@ pub(super) struct State {
 /// still held: nothing can be read or registered between the commit and the notification.
 pub trait CommitObserver: Send + Sync {
     fn committed(&self, revision: i64, events: &[Event]);
+
+    /// The whole content was replaced (a raft snapshot was installed); every revision up to
+    /// `delivered_upto` had been announced through [`CommitObserver::committed`] before.
+    fn restored(&self, delivered_upto: i64) {
+        let _ = delivered_upto;
+    }
 }
 
 pub struct Store {
@@ -220,7 +226,11 @@ impl Store {
             batch.put(*table, k, v);
         }
         self.engine.write(batch)?;
+        let delivered_upto = state.current;
         *state = recover(self.engine.as_ref())?;
+        if let Some(observer) = &self.observer {
+            observer.restored(delivered_upto);
+        }
         Ok(())
     }
 }

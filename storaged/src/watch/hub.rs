@@ -151,4 +151,37 @@ impl CommitObserver for WatchHub {
             }
         });
     }
+
+    /// Live watchers continue from history: the revisions the snapshot brought in were never
+    /// committed here one by one (history comes with the snapshot, as in etcd).
+    fn restored(&self, delivered_upto: i64) {
+        let mut inner = self.inner.lock();
+        for w in inner.watchers.values_mut().filter(|w| w.synced) {
+            w.synced = false;
+            w.next_rev = w.next_rev.max(delivered_upto + 1);
+            w.wake.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a snapshot replaced the store, synced watchers go back to history from the first
+    /// revision they have not seen, and are woken to do so.
+    #[test]
+    fn restore_sends_synced_watchers_back_to_history() {
+        let hub = WatchHub::new();
+        let synced = hub.register(KeyRange::From(Vec::new()), false, 3);
+        hub.set_synced(synced.id, 6);
+        let catching_up = hub.register(KeyRange::From(Vec::new()), false, 2);
+        let future = hub.register(KeyRange::From(Vec::new()), false, 50);
+        hub.set_synced(future.id, 50);
+        hub.restored(5);
+        assert!(!hub.is_synced(synced.id));
+        assert_eq!(hub.resume_point(synced.id), Some(6));
+        assert_eq!(hub.resume_point(catching_up.id), Some(2));
+        assert_eq!(hub.resume_point(future.id), Some(50));
+    }
 }
