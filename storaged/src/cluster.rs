@@ -223,6 +223,67 @@ pub async fn member_update(
 /// Learners allowed at once (etcd 3.4/3.5 allow one).
 const MAX_LEARNERS: usize = 1;
 
+/// Records member `id`'s name once it has started (it is empty after MemberAdd).
+pub async fn publish_name(
+    node: &Node,
+    id: u64,
+    name: String,
+) -> Result<MemberUpdateResponse, MembershipError> {
+    let metrics = node.raft().metrics().borrow_watched().clone();
+    let Some(current) = metrics
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .cloned()
+    else {
+        return Err(MembershipError::NotFound);
+    };
+    if current.name != name {
+        let updated = RaftMember { name, ..current };
+        node.raft()
+            .change_membership(
+                ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])),
+                true,
+            )
+            .await
+            .map_err(NodeError::from)?;
+    }
+    Ok(MemberUpdateResponse {
+        header: header(node),
+        members: members(node),
+    })
+}
+
+/// Run on every member: once this member appears in the membership under another name (a
+/// member added with MemberAdd has none), publish its own through the leader.
+pub async fn publish_own_name(
+    service: std::sync::Arc<crate::service::StorageService>,
+    node: std::sync::Arc<Node>,
+) {
+    let id = node.identity().member_id;
+    let name = node.identity().name.clone();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let listed = node
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|m| m.name.clone());
+        match listed {
+            Some(n) if n == name => return,
+            Some(_) => {
+                if let Err(e) = service.publish_name(id, name.clone()).await {
+                    tracing::debug!(error = %e, "publishing the member name failed; will retry");
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 /// etcd promotes a learner only when its matched index is at least 90% of the leader's.
 fn ready_for_promotion(matched: u64, leader_last: u64) -> bool {
     matched.saturating_mul(10) >= leader_last.saturating_mul(9)

@@ -115,6 +115,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let service = Arc::new(StorageService::new(node.clone(), hub.clone()));
+    tokio::spawn(crate::cluster::publish_own_name(
+        service.clone(),
+        node.clone(),
+    ));
     let storage_server = || {
         StorageServer::from_arc(service.clone())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)

@@ -18,7 +18,7 @@ use metastore_internal_proto::storage::watch_upstream_request::Request as WatchA
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
     ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply,
-    PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
+    PublishGatewayRequest, PublishGatewayResponse, PublishName, StatusRequest, StatusResponse,
 };
 use metastore_internal_proto::storage::{
     Consistency, ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse,
@@ -165,6 +165,19 @@ impl StorageService {
             };
         }
         Err(NodeError::NotLeader(None))
+    }
+
+    /// Asks the cluster (through the leader) to record this member's name.
+    pub async fn publish_name(&self, id: u64, name: String) -> Result<(), Status> {
+        let request = ClusterRequest {
+            context: None,
+            op: Some(ClusterOp::PublishName(PublishName { id, name })),
+        };
+        let reply = self.cluster(Request::new(request)).await?.into_inner();
+        match reply.result {
+            Some(ClusterResult::Error(e)) => Err(Status::unavailable(e.detail)),
+            _ => Ok(()),
+        }
     }
 
     /// A storage client for `member`, reached on its peer URL.
@@ -372,6 +385,9 @@ impl Storage for StorageService {
             ClusterOp::MemberPromote(r) => cluster::member_promote(node, r.id)
                 .await
                 .map(ClusterResult::MemberPromote),
+            ClusterOp::PublishName(r) => cluster::publish_name(node, r.id, r.name)
+                .await
+                .map(ClusterResult::MemberUpdate),
         };
         let mut result = match result {
             Ok(r) => r,

@@ -270,8 +270,26 @@ async fn membership_changes_under_traffic() -> Result<()> {
         metastore_tests::grpc_status(&err).1,
         "etcdserver: can only promote a learner member"
     );
-    let list = client.member_list().await?;
-    assert_eq!(list.members().len(), 4);
+    // The started member published its name (empty after MemberAdd, as in etcd).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = client.member_list().await?;
+        assert_eq!(list.members().len(), 4);
+        if list
+            .members()
+            .iter()
+            .any(|m| m.id() == id && m.name() == "s4")
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the new member never published its name: {:?}",
+                list.members()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     client.put("after-promote", "v", None).await?;
     client.member_remove(id).await?;
     c.kill_member(new);
