@@ -58,6 +58,10 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("etcdserver: rpc not supported for learner")]
     LearnerUnsupported,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStarted,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// No storage member could be reached.
     #[error("metastore: storage unavailable: {0}")]
     Unavailable(String),
@@ -84,9 +88,12 @@ impl Error {
             | Error::MemberNotLearner
             | Error::LearnerNotReady
             | Error::TooManyLearners
-            | Error::BadLeaderTransferee => Code::FailedPrecondition,
+            | Error::BadLeaderTransferee
+            | Error::NotEnoughStarted => Code::FailedPrecondition,
             Error::MemberNotFound => Code::NotFound,
-            Error::LeaderChanged | Error::LearnerUnsupported => Code::Unavailable,
+            Error::LeaderChanged | Error::LearnerUnsupported | Error::Unhealthy => {
+                Code::Unavailable
+            }
             Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
@@ -128,6 +135,8 @@ impl From<StorageError> for Error {
             Ok(ErrorCode::MemberNotLearner) => Error::MemberNotLearner,
             Ok(ErrorCode::BadLeaderTransferee) => Error::BadLeaderTransferee,
             Ok(ErrorCode::LearnerUnsupported) => Error::LearnerUnsupported,
+            Ok(ErrorCode::NotEnoughStarted) => Error::NotEnoughStarted,
+            Ok(ErrorCode::UnhealthyCluster) => Error::Unhealthy,
             Ok(ErrorCode::InvalidRequest) if e.detail.contains("sort option") => {
                 Error::InvalidSortOption
             }
@@ -268,6 +277,16 @@ mod tests {
                 Error::LearnerUnsupported,
                 Code::Unavailable,
                 "etcdserver: rpc not supported for learner",
+            ),
+            (
+                Error::NotEnoughStarted,
+                Code::FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members",
+            ),
+            (
+                Error::Unhealthy,
+                Code::Unavailable,
+                "etcdserver: unhealthy cluster",
             ),
         ];
         for (err, code, msg) in table {

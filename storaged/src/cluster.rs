@@ -33,6 +33,10 @@ pub enum MembershipError {
     LearnerNotReady,
     #[error("too many learners")]
     TooManyLearners,
+    #[error("not enough started members")]
+    NotEnoughStarted,
+    #[error("unhealthy cluster")]
+    Unhealthy,
     #[error(transparent)]
     Node(#[from] NodeError),
 }
@@ -150,6 +154,9 @@ pub async fn member_add(
     if req.is_learner && current.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
         return Err(MembershipError::TooManyLearners);
     }
+    if !req.is_learner {
+        check_reconfiguration(node, Change::Add)?;
+    }
     let member = RaftMember {
         name: String::new(),
         peer_urls: req.peer_ur_ls.clone(),
@@ -180,6 +187,7 @@ pub async fn member_remove(node: &Node, id: u64) -> Result<MemberRemoveResponse,
     let change = if m.is_learner {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     } else {
+        check_reconfiguration(node, Change::Remove(id))?;
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     };
     node.raft()
@@ -218,6 +226,70 @@ pub async fn member_update(
         header: header(node),
         members: members(node),
     })
+}
+
+/// How recently the leader must have heard from a voter for it to count as connected
+/// (etcd's health interval for `--strict-reconfig-check`).
+const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The voters (other than this leader) it has heard from within the health interval.
+fn connected_voters(node: &Node) -> BTreeSet<u64> {
+    use openraft::Instant as _;
+    let metrics = node.raft().metrics().borrow_watched().clone();
+    let me = node.identity().member_id;
+    let mut out: BTreeSet<u64> = metrics
+        .heartbeat
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, at)| at.as_ref().is_some_and(|t| t.elapsed() < HEALTH_INTERVAL))
+        .map(|(id, _)| id)
+        .collect();
+    out.insert(me);
+    out
+}
+
+/// etcd's strict reconfiguration check: after the change a quorum of the voters must be
+/// started members (they have published a name), and the leader must be connected to the
+/// voters (all of them to add one, a quorum of the rest to remove one).
+#[derive(Clone, Copy, PartialEq)]
+enum Change {
+    /// A new, not yet started voter.
+    Add,
+    /// A started learner becomes a voter (it counts as started; no connectivity check).
+    Promote,
+    Remove(u64),
+}
+
+fn check_reconfiguration(node: &Node, change: Change) -> Result<(), MembershipError> {
+    let (add, remove) = match change {
+        Change::Add | Change::Promote => (Some(()), None),
+        Change::Remove(id) => (None, Some(id)),
+    };
+    let all = members(node);
+    let mut voters: Vec<&Member> = all.iter().filter(|m| !m.is_learner).collect();
+    if let Some(r) = remove {
+        voters.retain(|m| m.id != r);
+    }
+    let size = voters.len() + usize::from(add.is_some());
+    let started = voters.iter().filter(|m| !m.name.is_empty()).count()
+        + usize::from(change == Change::Promote);
+    // etcd lets a 1-member cluster add a second voter (to restore a cluster from one member).
+    let one_to_two = change == Change::Add && size == 2 && started == 1;
+    if started < size / 2 + 1 && !one_to_two {
+        return Err(MembershipError::NotEnoughStarted);
+    }
+    let connected = connected_voters(node);
+    let reachable = voters.iter().filter(|m| connected.contains(&m.id)).count();
+    let healthy = match change {
+        Change::Add => reachable == voters.len(),
+        Change::Promote => true,
+        Change::Remove(_) => reachable > voters.len() / 2,
+    };
+    if healthy {
+        Ok(())
+    } else {
+        Err(MembershipError::Unhealthy)
+    }
 }
 
 /// Learners allowed at once (etcd 3.4/3.5 allow one).
@@ -310,6 +382,7 @@ pub async fn member_promote(
     if !matched.is_some_and(|m| ready_for_promotion(m, last)) {
         return Err(MembershipError::LearnerNotReady);
     }
+    check_reconfiguration(node, Change::Promote)?;
     node.raft()
         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
         .await

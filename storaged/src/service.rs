@@ -241,6 +241,8 @@ fn cluster_error(e: &MembershipError) -> ClusterResponse {
                 MembershipError::Exists => ErrorCode::MemberExists,
                 MembershipError::NotLearner => ErrorCode::MemberNotLearner,
                 MembershipError::TooManyLearners => ErrorCode::TooManyLearners,
+                MembershipError::NotEnoughStarted => ErrorCode::NotEnoughStarted,
+                MembershipError::Unhealthy => ErrorCode::UnhealthyCluster,
                 MembershipError::LearnerNotReady | MembershipError::Node(_) => {
                     ErrorCode::LearnerNotReady
                 }

@@ -122,6 +122,9 @@ check_cluster member-update-unknown "\$E member update 1234abcd --peer-urls=http
 check_cluster move-leader-unknown '$ALL move-leader 1234abcd'
 check_cluster move-leader '$ALL move-leader $(FOLLOWER)'
 check_cluster endpoint-status-after-move "\$ALL endpoint status -w json | $STATUS_FACTS"
+check_cluster member-add-voter "\$E member add s7 --peer-urls=http://127.0.0.1:$(port)"
+check_cluster member-add-with-unstarted-voter "\$E member add s8 --peer-urls=http://127.0.0.1:$(port)"
+check_cluster member-remove-unstarted-voter '$E member remove $(ID_OF "")'
 check_cluster member-list-final '$E member list'
 
 echo "$PASS passed, $FAIL failed"
