@@ -75,10 +75,10 @@ for line in sys.stdin.read().splitlines():
         line = "ETCD_INITIAL_CLUSTER=\"" + ",".join(sorted(items)) + "\""
     print(line)' | sort
 }
-# check_cluster NAME SCRIPT: runs SCRIPT with $E = etcdctl on the first endpoint, $ALL = etcdctl
+# check_cluster NAME SCRIPT [REGEX]: runs SCRIPT with $E = etcdctl on the first endpoint, $ALL = etcdctl
 # on all three, and $ID_OF NAME printing a member's hex id, on each cluster.
 check_cluster() {
-  local name=$1 body=$2 want got
+  local name=$1 body=$2 expect=${3:-} want got
   local prelude='ID_OF() { $E member list | grep ", $1, " | cut -d, -f1; }
     PEER_OF() { $E member list | grep ", $1, " | cut -d, -f4 | tr -d " "; }
     FOLLOWER() { $ALL endpoint status -w json | python3 -c "
@@ -89,7 +89,7 @@ print(next(\"%x\" % s[\"header\"][\"member_id\"] for s in st if s[\"header\"][\"
     ALL="etcdctl --endpoints $REF --command-timeout=10s" bash -c "$prelude; $body" 2>&1 | sorted)
   got=$(E="etcdctl --endpoints 127.0.0.1:${GW[1]} --command-timeout=10s" \
     ALL="etcdctl --endpoints $OURS --command-timeout=10s" bash -c "$prelude; $body" 2>&1 | sorted)
-  verdict "$name" "$want" "$got"
+  verdict "$name" "$want" "$got" "$expect"
 }
 # Facts from `endpoint status -w json` that any healthy 3-member cluster shares.
 STATUS_FACTS='python3 -c "
@@ -123,7 +123,7 @@ check_cluster move-leader-unknown '$ALL move-leader 1234abcd'
 check_cluster move-leader '$ALL move-leader $(FOLLOWER)'
 check_cluster endpoint-status-after-move "\$ALL endpoint status -w json | $STATUS_FACTS"
 check_cluster member-add-voter "\$E member add s7 --peer-urls=http://127.0.0.1:$(port)"
-check_cluster member-add-with-unstarted-voter "\$E member add s8 --peer-urls=http://127.0.0.1:$(port)"
+check_cluster member-add-with-unstarted-voter "\$E member add s8 --peer-urls=http://127.0.0.1:$(port)" 'unhealthy cluster'
 check_cluster member-remove-unstarted-voter '$E member remove $(ID_OF "")'
 check_cluster member-list-final '$E member list'
 
