@@ -105,6 +105,19 @@ pub async fn publish_gateway(
     Ok(())
 }
 
+/// Proposes a membership change through raft (on the leader) and waits until it applies.
+async fn apply_change(
+    node: &Node,
+    change: ChangeMembers<u64, RaftMember>,
+    retain: bool,
+) -> Result<(), MembershipError> {
+    node.raft()
+        .change_membership(change, retain)
+        .await
+        .map_err(NodeError::from)?;
+    Ok(())
+}
+
 /// Every member in id order (as etcd lists them).
 pub fn members(node: &Node) -> Vec<Member> {
     let mut gateways = gateways(node);
@@ -166,10 +179,12 @@ pub async fn member_add(
         .await
         .map_err(NodeError::from)?;
     if !req.is_learner {
-        node.raft()
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(NodeError::from)?;
+        apply_change(
+            node,
+            ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+            false,
+        )
+        .await?;
     }
     let all = members(node);
     Ok(MemberAddResponse {
@@ -190,10 +205,7 @@ pub async fn member_remove(node: &Node, id: u64) -> Result<MemberRemoveResponse,
         check_reconfiguration(node, Change::Remove(id))?;
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     };
-    node.raft()
-        .change_membership(change, false)
-        .await
-        .map_err(NodeError::from)?;
+    apply_change(node, change, false).await?;
     Ok(MemberRemoveResponse {
         header: header(node),
         members: members(node),
@@ -215,13 +227,12 @@ pub async fn member_update(
         name: m.name.clone(),
         peer_urls: req.peer_ur_ls.clone(),
     };
-    node.raft()
-        .change_membership(
-            ChangeMembers::SetNodes(BTreeMap::from([(req.id, updated)])),
-            true,
-        )
-        .await
-        .map_err(NodeError::from)?;
+    apply_change(
+        node,
+        ChangeMembers::SetNodes(BTreeMap::from([(req.id, updated)])),
+        true,
+    )
+    .await?;
     Ok(MemberUpdateResponse {
         header: header(node),
         members: members(node),
@@ -312,13 +323,12 @@ pub async fn publish_name(
     };
     if current.name != name {
         let updated = RaftMember { name, ..current };
-        node.raft()
-            .change_membership(
-                ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])),
-                true,
-            )
-            .await
-            .map_err(NodeError::from)?;
+        apply_change(
+            node,
+            ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])),
+            true,
+        )
+        .await?;
     }
     Ok(MemberUpdateResponse {
         header: header(node),
@@ -383,10 +393,12 @@ pub async fn member_promote(
         return Err(MembershipError::LearnerNotReady);
     }
     check_reconfiguration(node, Change::Promote)?;
-    node.raft()
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-        .await
-        .map_err(NodeError::from)?;
+    apply_change(
+        node,
+        ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+        false,
+    )
+    .await?;
     Ok(MemberPromoteResponse {
         header: header(node),
         members: members(node),

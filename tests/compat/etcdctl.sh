@@ -5,21 +5,9 @@
 #
 # usage: tests/compat/etcdctl.sh [--engine memory|rocksdb] [--bin-dir DIR]
 set -u
-ENGINE=rocksdb
-BIN_DIR=${METASTORE_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --engine) ENGINE=$2; shift 2 ;;
-    --bin-dir) BIN_DIR=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-for tool in etcd etcdctl python3; do
-  command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y etcd-server etcd-client)" >&2; exit 2; }
-done
-[ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --workspace first" >&2; exit 2; }
 
 . "$(dirname "$0")/lib.sh"
+compat_args "$@"
 
 EP=$(port); EPP=$(port)
 etcd --name ref --data-dir "$WORK/etcd" \
