@@ -201,7 +201,15 @@ async fn txn_compaction_and_errors() -> Result<()> {
 /// gateway (it holds nothing).
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() -> Result<()> {
-    let mut d = Deployment::start("rocksdb")?;
+    for engine in ENGINES {
+        acknowledged_writes_survive_kill_9_on(engine).await?;
+    }
+    Ok(())
+}
+
+/// Both engines are durable: the memory engine rebuilds from its snapshot file and raft log.
+async fn acknowledged_writes_survive_kill_9_on(engine: &str) -> Result<()> {
+    let mut d = Deployment::start(engine)?;
     let mut c = d.client().await?;
     for i in 0..200 {
         c.put(format!("durable/{i:03}"), format!("v{i}"), None)

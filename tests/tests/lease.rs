@@ -1,5 +1,6 @@
-//! Leases through real processes, on every engine: grant rules and errors, keys that die with
-//! their lease (and the DELETE events watchers see), keep-alive, revoke, restarts.
+//! Leases through real processes, on every engine and on 1 and 3 members: grant rules and
+//! errors, keys that die with their lease (and the DELETE events watchers see), keep-alive,
+//! revoke, restarts.
 
 use anyhow::{Context, Result};
 use etcd_client::{
@@ -7,8 +8,45 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::LeaseKeepAliveRequest;
 use metastore_proto::etcdserverpb::lease_client::LeaseClient;
-use metastore_tests::{Deployment, ENGINES, channel, grpc_status, stream_of};
+use metastore_tests::{Cluster, Deployment, ENGINES, channel, grpc_status, stream_of};
 use std::time::{Duration, Instant};
+
+/// One member, or three behind a gateway that prefers member 0 (a follower or the leader).
+enum Target {
+    One(Deployment),
+    Three(Cluster),
+}
+
+impl Target {
+    /// Every engine with 1 and with 3 members.
+    fn all() -> impl Iterator<Item = (String, usize)> {
+        ENGINES
+            .iter()
+            .flat_map(|e| [(e.to_string(), 1), (e.to_string(), 3)])
+    }
+
+    fn start(engine: &str, members: usize) -> Result<Self> {
+        Ok(if members == 1 {
+            Target::One(Deployment::start(engine)?)
+        } else {
+            Target::Three(Cluster::start(engine, 3, 1, &[])?)
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Target::One(d) => d.endpoint(),
+            Target::Three(c) => c.gateway(0),
+        }
+    }
+
+    async fn client(&self) -> Result<Client> {
+        if let Target::Three(c) = self {
+            c.leader(0).await?;
+        }
+        Ok(Client::connect([self.endpoint()], None).await?)
+    }
+}
 
 async fn exists(c: &mut Client, key: &str) -> Result<bool> {
     Ok(c.get(key, None).await?.count() == 1)
@@ -16,8 +54,9 @@ async fn exists(c: &mut Client, key: &str) -> Result<bool> {
 
 #[tokio::test]
 async fn lease_lifecycle_and_errors() -> Result<()> {
-    for engine in ENGINES {
-        let d = Deployment::start(engine)?;
+    for (kind, members) in Target::all() {
+        let d = Target::start(&kind, members)?;
+        let engine = format!("{kind}, {members} member(s)");
         let mut c = d.client().await?;
         let g = c.lease_grant(1, None).await?;
         assert_eq!(g.ttl(), 2, "{engine}: TTL raised to the minimum");
@@ -128,8 +167,9 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
 
 #[tokio::test]
 async fn expiry_deletes_keys_and_keep_alive_holds() -> Result<()> {
-    for engine in ENGINES {
-        let d = Deployment::start(engine)?;
+    for (kind, members) in Target::all() {
+        let d = Target::start(&kind, members)?;
+        let engine = format!("{kind}, {members} member(s)");
         let mut c = d.client().await?;
         let short = c.lease_grant(2, None).await?.id();
         let held = c.lease_grant(2, None).await?.id();
