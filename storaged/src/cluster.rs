@@ -408,12 +408,7 @@ pub async fn member_promote(
 /// Maintenance.Status facts of this member.
 pub fn status(node: &Node) -> StatusResponse {
     let metrics = node.raft().metrics().borrow_watched().clone();
-    let id = node.identity().member_id;
-    let is_learner = !metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .any(|v| v == id);
+    let is_learner = node.is_learner();
     let size = node.store().engine().size_bytes() as i64;
     StatusResponse {
         header: header(node),

@@ -138,11 +138,13 @@ impl Node {
         Ok(())
     }
 
-    /// True when this member is in the membership but does not vote.
+    /// True when this member is in the membership without a vote. A member that has not seen
+    /// the membership yet (just started, or joining) is not refused anything: it forwards to the
+    /// leader like any member.
     pub fn is_learner(&self) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership();
         let id = self.identity.member_id;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
         membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id)
     }
 

@@ -238,11 +238,14 @@ async fn membership_changes_under_traffic() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = on_learner.status().await?;
-    assert!(
-        status.is_learner(),
-        "the gateway answers from the learner: {status:?}"
-    );
+    // The learner knows it is one once the membership reached it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !on_learner.status().await?.is_learner() {
+        if Instant::now() > deadline {
+            bail!("the learner's gateway never reported a learner");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let err = on_learner.put("x", "y", None).await.expect_err("learner");
     assert_eq!(
         metastore_tests::grpc_status(&err),
