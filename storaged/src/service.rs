@@ -22,7 +22,7 @@ use metastore_internal_proto::storage::{
 };
 use metastore_internal_proto::storage::{
     Consistency, ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse,
-    StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
+    RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
 use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
@@ -178,6 +178,26 @@ impl StorageService {
             Some(ClusterResult::Error(e)) => Err(Status::unavailable(e.detail)),
             _ => Ok(()),
         }
+    }
+
+    /// A client of the leader for passing on the request whose `context` is given: marks it
+    /// forwarded. A request that was forwarded once is not forwarded again, and none is when no
+    /// leader appears in time (both: not leader).
+    async fn leader_client(
+        &self,
+        context: &mut Option<RequestContext>,
+    ) -> Result<StorageClient<Channel>, NodeError> {
+        let ctx = context.get_or_insert_with(Default::default);
+        if ctx.forwarded {
+            return Err(NodeError::NotLeader(None));
+        }
+        let (_, leader) = self
+            .node
+            .wait_leader(LEADER_WAIT)
+            .await
+            .ok_or(NodeError::NotLeader(None))?;
+        ctx.forwarded = true;
+        self.forward_client(&leader)
     }
 
     /// A storage client for `member`, reached on its peer URL.
@@ -352,26 +372,17 @@ impl Storage for StorageService {
         &self,
         request: Request<ClusterRequest>,
     ) -> Result<Response<ClusterResponse>, Status> {
-        let req = request.into_inner();
-        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
+        let mut req = request.into_inner();
         let Some(op) = req.op.clone() else {
             return Err(Status::invalid_argument("empty cluster request"));
         };
         let node = &self.node;
         let is_list = matches!(op, ClusterOp::MemberList(_));
-        if !is_list && !node.raft().is_leader() && !forwarded {
-            let Some((_, leader)) = node.wait_leader(LEADER_WAIT).await else {
-                return Ok(Response::new(cluster_error(
-                    &NodeError::NotLeader(None).into(),
-                )));
+        if !is_list && !node.raft().is_leader() {
+            return match self.leader_client(&mut req.context).await {
+                Ok(mut client) => client.cluster(req).await,
+                Err(e) => Ok(Response::new(cluster_error(&e.into()))),
             };
-            let mut fwd = req.clone();
-            fwd.context.get_or_insert_with(Default::default).forwarded = true;
-            let mut client = match self.forward_client(&leader) {
-                Ok(c) => c,
-                Err(e) => return Ok(Response::new(cluster_error(&e.into()))),
-            };
-            return client.cluster(fwd).await;
         }
         let result = match op {
             ClusterOp::MemberList(_) => Ok(ClusterResult::MemberList(cluster::member_list(node))),
@@ -413,7 +424,6 @@ impl Storage for StorageService {
         request: Request<PublishGatewayRequest>,
     ) -> Result<Response<PublishGatewayResponse>, Status> {
         let mut req = request.into_inner();
-        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
         let info = req.gateway.get_or_insert_with(Default::default);
         if info.member_id == 0 {
             info.member_id = self.node.identity().member_id;
@@ -421,14 +431,8 @@ impl Storage for StorageService {
         let (member_id, urls) = (info.member_id, info.client_urls.clone());
         let error = match cluster::publish_gateway(&self.node, member_id, urls).await {
             Ok(()) => None,
-            Err(NodeError::NotLeader(_)) if !forwarded => {
-                let Some((_, leader)) = self.node.wait_leader(LEADER_WAIT).await else {
-                    return Ok(Response::new(PublishGatewayResponse {
-                        error: Some(storage_error(&NodeError::NotLeader(None))),
-                    }));
-                };
-                req.context.get_or_insert_with(Default::default).forwarded = true;
-                return match self.forward_client(&leader) {
+            Err(NodeError::NotLeader(_)) => {
+                return match self.leader_client(&mut req.context).await {
                     Ok(mut client) => client.publish_gateway(req).await,
                     Err(e) => Ok(Response::new(PublishGatewayResponse {
                         error: Some(storage_error(&e)),
@@ -491,14 +495,8 @@ impl Storage for StorageService {
         };
         let node = &self.node;
         if !node.raft().is_leader() {
-            let forwarded = ask.context.as_ref().is_some_and(|c| c.forwarded);
-            let leader = match node.wait_leader(LEADER_WAIT).await {
-                Some((_, leader)) if !forwarded => leader,
-                _ => return reply(storage_error(&NodeError::NotLeader(None))),
-            };
             let mut fwd = ask.clone();
-            fwd.context.get_or_insert_with(Default::default).forwarded = true;
-            return match self.forward_client(&leader) {
+            return match self.leader_client(&mut fwd.context).await {
                 Ok(mut client) => client.move_leader(fwd).await,
                 Err(e) => reply(storage_error(&e)),
             };
