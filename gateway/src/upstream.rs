@@ -253,16 +253,25 @@ impl Upstream {
             context: Some(self.context(Consistency::Linearizable)),
             op: Some(op),
         };
-        let response = self
-            .on_member(|mut c| {
-                let request = request.clone();
-                async move { c.cluster(request).await.map(tonic::Response::into_inner) }
-            })
-            .await?;
-        match response.result {
-            Some(ClusterResult::Error(e)) => Err(e.into()),
-            Some(r) => Ok(r),
-            None => Err(Error::Internal("empty cluster response".into())),
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let response = self
+                .on_member(|mut c| {
+                    let request = request.clone();
+                    async move { c.cluster(request).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            match response.result {
+                // Nothing was proposed: ask again once a leader is elected.
+                Some(ClusterResult::Error(e))
+                    if e.code == ErrorCode::NoLeader as i32 && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                }
+                Some(ClusterResult::Error(e)) => return Err(e.into()),
+                Some(r) => return Ok(r),
+                None => return Err(Error::Internal("empty cluster response".into())),
+            }
         }
     }
 
