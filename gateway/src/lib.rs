@@ -4,12 +4,14 @@
 //! - [`etcd`]: the etcd gRPC services (thin handlers).
 //! - [`validate`]: etcd's request checks and limits, applied at the edge.
 //! - [`error`]: the one error type and its mapping to etcd's exact gRPC errors.
-//! - [`upstream`]: connections to storaged.
+//! - [`upstream`]: connections to storaged; [`keepalive`] multiplexes every client's lease
+//!   renewals onto one upstream stream.
 //! - [`config`], [`server`]: settings and listeners.
 
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod keepalive;
 pub mod server;
 pub mod upstream;
 pub mod validate;

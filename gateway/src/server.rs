@@ -6,6 +6,7 @@ use crate::etcd::kv::KvService;
 use crate::etcd::lease::LeaseService;
 use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
+use crate::keepalive::KeepAliveHub;
 use crate::upstream::Upstream;
 use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
@@ -35,7 +36,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv_service = std::sync::Arc::new(KvService::new(upstream.clone(), cfg.limits));
     let watch_service = std::sync::Arc::new(WatchService::new(upstream.clone(), cfg.watch));
-    let lease_service = std::sync::Arc::new(LeaseService::new(upstream.clone()));
+    let lease_service = std::sync::Arc::new(LeaseService::new(
+        upstream.clone(),
+        KeepAliveHub::spawn(upstream.clone()),
+    ));
     let cluster_service = std::sync::Arc::new(ClusterService::new(
         upstream.clone(),
         cfg.advertise_client_urls.clone(),

@@ -14,8 +14,9 @@ use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
     ClusterRequest, Consistency, ErrorCode, GatewayInfo, KvRequest, MemberInfoRequest,
-    MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RequestContext, StatusRequest,
-    StatusResponse, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
+    MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch, RenewReply,
+    RequestContext, StatusRequest, StatusResponse, StorageError, WatchUpstreamRequest,
+    WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
 use std::sync::Arc;
@@ -275,20 +276,15 @@ impl Upstream {
         }
     }
 
-    /// Opens one upstream watch on the preferred member. `asks` carries the start request and
-    /// later progress asks. On failure the next member becomes preferred, so a watcher that
-    /// resumes reaches another member.
-    pub async fn watch(
-        &self,
-        asks: mpsc::Receiver<WatchUpstreamRequest>,
-    ) -> Result<Streaming<WatchUpstreamResponse>, Error> {
+    /// Opens a long-lived stream on the preferred member with `open`. When that fails the
+    /// next member becomes preferred, so the caller's next attempt reaches another member.
+    async fn open_stream<T, F, Fut>(&self, open: F) -> Result<T, Error>
+    where
+        F: FnOnce(StorageClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let i = self.preferred.load(Ordering::Relaxed) % self.members.len();
-        match self.members[i]
-            .streams
-            .clone()
-            .watch(ReceiverStream::new(asks))
-            .await
-        {
+        match open(self.members[i].streams.clone()).await {
             Ok(r) => Ok(r.into_inner()),
             Err(status) => {
                 let _ = self.preferred.compare_exchange(
@@ -302,11 +298,34 @@ impl Upstream {
         }
     }
 
+    /// Opens one upstream watch. `asks` carries the start request and later progress asks.
+    pub async fn watch(
+        &self,
+        asks: mpsc::Receiver<WatchUpstreamRequest>,
+    ) -> Result<Streaming<WatchUpstreamResponse>, Error> {
+        self.open_stream(|mut c| async move { c.watch(ReceiverStream::new(asks)).await })
+            .await
+    }
+
+    /// Opens the keep-alive stream (batched lease renewals of all this gateway's clients).
+    pub async fn renew_stream(
+        &self,
+        batches: mpsc::Receiver<RenewBatch>,
+    ) -> Result<Streaming<RenewReply>, Error> {
+        self.open_stream(
+            |mut c| async move { c.lease_keep_alive(ReceiverStream::new(batches)).await },
+        )
+        .await
+    }
+
+    /// Context of one batch of renewals.
+    pub fn renew_context(&self) -> RequestContext {
+        self.context(Consistency::Linearizable)
+    }
+
     pub async fn kv(&self, consistency: Consistency, op: Op) -> Result<KvResult, Error> {
         let idempotent = match &op {
-            Op::Range(_) | Op::LeaseKeepAlive(_) | Op::LeaseTimeToLive(_) | Op::LeaseLeases(_) => {
-                true
-            }
+            Op::Range(_) | Op::LeaseTimeToLive(_) | Op::LeaseLeases(_) => true,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(|o| {
                 matches!(
                     o.request,

@@ -1,5 +1,5 @@
-//! The lessor: lease deadlines, kept in memory by the member that expires leases (the only
-//! member today; the raft leader once replication lands). Deadlines are not replicated: after
+//! The lessor: lease deadlines, kept in memory by the member that expires leases (the raft
+//! leader). Deadlines are not replicated: after
 //! a restart every lease gets its full TTL again, as etcd gives after a leader change.
 
 use parking_lot::Mutex;
@@ -28,15 +28,22 @@ impl Lessor {
         self.deadlines.lock().remove(&id);
     }
 
-    /// Renews a live lease; `None` when it is unknown or already expired.
-    pub fn renew(&self, id: i64) -> Option<i64> {
+    /// Renews lease `id` of granted TTL `ttl`: its clock restarts at the full TTL. A lease
+    /// whose deadline passed stays expired (its revocation is on the way): `None`. A lease not
+    /// tracked yet (leadership is new) starts afresh.
+    pub fn renew(&self, id: i64, ttl: i64) -> Option<i64> {
         let mut d = self.deadlines.lock();
-        let (ttl, deadline) = d.get_mut(&id)?;
-        if *deadline <= Instant::now() {
-            return None;
+        match d.get_mut(&id) {
+            Some((_, deadline)) if *deadline <= Instant::now() => None,
+            Some((granted, deadline)) => {
+                *deadline = after(*granted);
+                Some(*granted)
+            }
+            None => {
+                d.insert(id, (ttl, after(ttl)));
+                Some(ttl)
+            }
         }
-        *deadline = after(*ttl);
-        Some(*ttl)
     }
 
     /// Whole seconds left (rounded down), `None` when unknown.
@@ -82,10 +89,11 @@ mod tests {
         let l = Lessor::default();
         l.start(1, 100);
         l.start(2, 0);
-        assert_eq!(l.renew(1), Some(100));
-        assert_eq!(l.renew(2), None, "expired leases are not renewed");
-        assert_eq!(l.renew(3), None);
+        assert_eq!(l.renew(1, 100), Some(100));
+        assert_eq!(l.renew(2, 0), None, "expired leases are not renewed");
+        assert_eq!(l.renew(3, 7), Some(7), "untracked leases start afresh");
         assert_eq!(l.expired(), vec![2]);
+        l.forget(3);
         assert!(l.remaining(1).is_some_and(|r| r >= 99));
         l.forget(2);
         assert!(l.expired().is_empty());

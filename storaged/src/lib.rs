@@ -12,13 +12,16 @@
 //! - [`watch`]: the watch hub: live fan-out of committed changes, history catch-up.
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
 //!
-//! [`lessor`] tracks lease deadlines on the leader. [`identity`] derives member and cluster
+//! [`lessor`] tracks lease deadlines on the leader; [`keepalive`] serves gateways' batched
+//! renewal streams. [`forward`] passes requests on to the leader. [`identity`] derives member and cluster
 //! ids; [`config`] reads settings; [`server`] wires it all together.
 
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod forward;
 pub mod identity;
+pub mod keepalive;
 pub mod lessor;
 pub mod mvcc;
 pub mod node;

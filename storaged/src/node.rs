@@ -12,9 +12,9 @@ use crate::mvcc::{self, MvccError, Store};
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::{Applied, Command};
 use metastore_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
 };
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -213,24 +213,17 @@ impl Node {
         })
     }
 
-    /// Renews a lease on the leader; TTL 0 when it does not exist (or has expired), as etcd
-    /// answers.
-    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, NodeError> {
+    /// Renews leases on the leader: the current revision and, for each id, its TTL, or 0
+    /// when the lease does not exist or has expired, as etcd answers a keep-alive.
+    pub fn lease_renew(&self, ids: &[i64]) -> Result<(i64, Vec<i64>), NodeError> {
         self.require_leader()?;
-        let revision = self.store.current_revision();
-        let ttl = match self.store.lease(id) {
-            Some(record) => self.lessor.renew(id).unwrap_or_else(|| {
-                // Not tracked yet (leadership is new): start it afresh.
-                self.lessor.start(id, record.ttl);
-                record.ttl
-            }),
-            None => 0,
-        };
-        Ok(LeaseKeepAliveResponse {
-            header: header(revision),
-            id,
-            ttl,
-        })
+        let (revision, granted) = self.store.lease_ttls(ids);
+        let ttls = ids
+            .iter()
+            .zip(granted)
+            .map(|(&id, ttl)| ttl.and_then(|ttl| self.lessor.renew(id, ttl)).unwrap_or(0))
+            .collect();
+        Ok((revision, ttls))
     }
 
     pub fn lease_time_to_live(

@@ -2,9 +2,10 @@
 //! storaged's errors to internal error codes.
 
 use crate::cluster::{self, MembershipError};
+use crate::forward::{self, Forwarder, LEADER_WAIT};
+use crate::keepalive::Renewer;
 use crate::mvcc::{self, MvccError};
 use crate::node::{Node, NodeError};
-use crate::raft::Member;
 use crate::state_machine::{Applied, Command};
 use crate::watch::{self, WatchHub};
 use futures::{Stream, StreamExt};
@@ -12,7 +13,6 @@ use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
 use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
-use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
@@ -22,17 +22,14 @@ use metastore_internal_proto::storage::{
 };
 use metastore_internal_proto::storage::{
     Consistency, ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse,
-    RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
+    RenewBatch, RenewReply, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
 use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Responses buffered per watcher between its task and the gRPC stream.
@@ -41,7 +38,7 @@ const WATCH_OUT_QUEUE: usize = 16;
 pub struct StorageService {
     node: Arc<Node>,
     hub: Arc<WatchHub>,
-    forward_clients: Mutex<HashMap<String, StorageClient<Channel>>>,
+    forwarder: Forwarder,
 }
 
 /// Fills the member-specific header fields; the revision comes from the operation.
@@ -74,9 +71,9 @@ impl Stamp {
 impl StorageService {
     pub fn new(node: Arc<Node>, hub: Arc<WatchHub>) -> Self {
         Self {
+            forwarder: Forwarder::new(node.clone()),
             node,
             hub,
-            forward_clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,7 +102,6 @@ impl StorageService {
             Op::Compact(c) => applied(node.write(Command::Compact(c)).await?),
             Op::LeaseGrant(r) => KvResult::LeaseGrant(node.lease_grant(r).await?),
             Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
-            Op::LeaseKeepAlive(r) => KvResult::LeaseKeepAlive(node.lease_keep_alive(r.id)?),
             Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r)?),
             Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases()?),
         })
@@ -146,19 +142,14 @@ impl StorageService {
             let mut fwd = req.clone();
             fwd.op = Some(op.clone());
             fwd.context.get_or_insert_with(Default::default).forwarded = true;
-            let mut client = self.forward_client(&member)?;
+            let mut client = self.forwarder.client(&member)?;
             return match client.kv(fwd).await {
                 Ok(r) => r
                     .into_inner()
                     .result
                     .ok_or_else(|| NodeError::Task("empty forwarded response".into())),
                 // The leader could not even be reached: nothing was proposed.
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable
-                        && status.message().contains("connect") =>
-                {
-                    Err(NodeError::NotLeader(None))
-                }
+                Err(status) if forward::not_sent(&status) => Err(NodeError::NotLeader(None)),
                 Err(status) => Err(NodeError::Raft(format!(
                     "forwarding to leader {id:x}: {status}"
                 ))),
@@ -179,55 +170,7 @@ impl StorageService {
             _ => Ok(()),
         }
     }
-
-    /// A client of the leader for passing on the request whose `context` is given: marks it
-    /// forwarded. A request that was forwarded once is not forwarded again, and none is when no
-    /// leader appears in time (both: not leader).
-    async fn leader_client(
-        &self,
-        context: &mut Option<RequestContext>,
-    ) -> Result<StorageClient<Channel>, NodeError> {
-        let ctx = context.get_or_insert_with(Default::default);
-        if ctx.forwarded {
-            return Err(NodeError::NotLeader(None));
-        }
-        let (_, leader) = self
-            .node
-            .wait_leader(LEADER_WAIT)
-            .await
-            .ok_or(NodeError::NotLeader(None))?;
-        ctx.forwarded = true;
-        self.forward_client(&leader)
-    }
-
-    /// A storage client for `member`, reached on its peer URL.
-    fn forward_client(&self, member: &Member) -> Result<StorageClient<Channel>, NodeError> {
-        let url = member
-            .peer_urls
-            .first()
-            .ok_or_else(|| NodeError::Raft(format!("member {member} has no peer URL")))?;
-        let mut clients = self.forward_clients.lock();
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
-        }
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(FORWARD_TIMEOUT)
-            .connect_lazy();
-        let client = StorageClient::new(channel)
-            .max_decoding_message_size(MAX_FORWARD_MESSAGE)
-            .max_encoding_message_size(MAX_FORWARD_MESSAGE);
-        clients.insert(url.clone(), client.clone());
-        Ok(client)
-    }
 }
-
-/// How long a member without a known leader waits for one before failing a request.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
-const MAX_FORWARD_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// What etcd lets a learner serve: a serializable Range.
 fn is_serializable_range(op: &Op) -> bool {
@@ -275,7 +218,7 @@ fn cluster_error(e: &MembershipError) -> ClusterResponse {
     }
 }
 
-fn storage_error(e: &NodeError) -> StorageError {
+pub(crate) fn storage_error(e: &NodeError) -> StorageError {
     let code = match e {
         NodeError::Mvcc(m) => match m {
             MvccError::Compacted => ErrorCode::Compacted,
@@ -345,7 +288,6 @@ impl Storage for StorageService {
                     KvResult::Compact(x) => self.stamp(&mut x.header),
                     KvResult::LeaseGrant(x) => self.stamp(&mut x.header),
                     KvResult::LeaseRevoke(x) => self.stamp(&mut x.header),
-                    KvResult::LeaseKeepAlive(x) => self.stamp(&mut x.header),
                     KvResult::LeaseTimeToLive(x) => self.stamp(&mut x.header),
                     KvResult::LeaseLeases(x) => self.stamp(&mut x.header),
                     KvResult::Error(_) => {}
@@ -379,7 +321,7 @@ impl Storage for StorageService {
         let node = &self.node;
         let is_list = matches!(op, ClusterOp::MemberList(_));
         if !is_list && !node.raft().is_leader() {
-            return match self.leader_client(&mut req.context).await {
+            return match self.forwarder.leader_client(&mut req.context).await {
                 Ok(mut client) => client.cluster(req).await,
                 Err(e) => Ok(Response::new(cluster_error(&e.into()))),
             };
@@ -432,7 +374,7 @@ impl Storage for StorageService {
         let error = match cluster::publish_gateway(&self.node, member_id, urls).await {
             Ok(()) => None,
             Err(NodeError::NotLeader(_)) => {
-                return match self.leader_client(&mut req.context).await {
+                return match self.forwarder.leader_client(&mut req.context).await {
                     Ok(mut client) => client.publish_gateway(req).await,
                     Err(e) => Ok(Response::new(PublishGatewayResponse {
                         error: Some(storage_error(&e)),
@@ -496,7 +438,7 @@ impl Storage for StorageService {
         let node = &self.node;
         if !node.raft().is_leader() {
             let mut fwd = ask.clone();
-            return match self.leader_client(&mut fwd.context).await {
+            return match self.forwarder.leader_client(&mut fwd.context).await {
                 Ok(mut client) => client.move_leader(fwd).await,
                 Err(e) => reply(storage_error(&e)),
             };
@@ -529,6 +471,24 @@ impl Storage for StorageService {
             response: Some(MoveLeaderResponse { header: None }),
             error: None,
         }))
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<RenewReply, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<RenewBatch>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let renewer = Renewer::new(self.node.clone(), self.forwarder.clone());
+        Ok(Response::new(renewer.serve(request.into_inner())))
+    }
+
+    async fn lease_renew(
+        &self,
+        request: Request<RenewBatch>,
+    ) -> Result<Response<RenewReply>, Status> {
+        let renewer = Renewer::new(self.node.clone(), self.forwarder.clone());
+        Ok(Response::new(renewer.renew(request.into_inner()).await))
     }
 
     async fn member_info(

@@ -18,7 +18,8 @@ pub struct Cluster {
     pub members: Vec<MemberSpec>,
     pub procs: Vec<Option<Proc>>,
     pub gateway_ports: Vec<u16>,
-    gateways: Vec<Proc>,
+    /// Gateway processes, with the member each one prefers.
+    gateways: Vec<(Option<Proc>, usize)>,
     /// Extra storaged flags (for example a small `--snapshot-count`).
     pub storaged_args: Vec<String>,
 }
@@ -111,6 +112,22 @@ impl Cluster {
 
     /// Starts a gateway whose storage endpoints begin with member `first`.
     pub fn start_gateway(&mut self, first: usize) -> Result<u16> {
+        let port = free_port()?;
+        let child = self.spawn_gateway(first, port)?;
+        self.gateways.push((Some(child), first));
+        self.gateway_ports.push(port);
+        Ok(port)
+    }
+
+    /// SIGKILLs gateway `g` and starts it again on the same address.
+    pub fn restart_gateway(&mut self, g: usize) -> Result<()> {
+        self.gateways[g].0 = None;
+        let child = self.spawn_gateway(self.gateways[g].1, self.gateway_ports[g])?;
+        self.gateways[g].0 = Some(child);
+        Ok(())
+    }
+
+    fn spawn_gateway(&self, first: usize, port: u16) -> Result<Proc> {
         let n = self.members.len();
         let endpoints: Vec<String> = (0..n)
             .map(|k| {
@@ -120,7 +137,6 @@ impl Cluster {
                 )
             })
             .collect();
-        let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let mut child = Command::new(binary("metastore-gateway")?)
             .arg(format!("--listen-client-urls={url}"))
@@ -131,9 +147,7 @@ impl Cluster {
             .spawn()
             .context("spawn gateway")?;
         wait_port(port, &mut child, "gateway")?;
-        self.gateways.push(Proc(child));
-        self.gateway_ports.push(port);
-        Ok(port)
+        Ok(Proc(child))
     }
 
     pub fn gateway(&self, g: usize) -> String {

@@ -67,66 +67,103 @@ async fn watch_resumes_on_another_member() -> Result<()> {
     Ok(())
 }
 
-/// Keep-alives keep a lease alive across a leader failure (the new leader gives it a fresh
-/// TTL), and once they stop the new leader expires it and deletes its key.
+/// Renews lease `id` through `client` every 500 ms until `until`, asserting it never lapses;
+/// like etcd's Go client, opens the keep-alive stream again if a failover ended it.
+async fn keep_renewing(
+    mut client: Client,
+    id: i64,
+    until: Instant,
+    what: String,
+) -> Result<Client> {
+    let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
+    while Instant::now() < until {
+        let renewed = match keeper.keep_alive().await {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(2), responses.message()).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match renewed {
+            Ok(Ok(Some(r))) => assert!(r.ttl() > 0, "{what}: lease {id:x} lost"),
+            Ok(Ok(None) | Err(_)) => {
+                if let Ok((k, r)) = client.lease_keep_alive(id).await {
+                    (keeper, responses) = (k, r);
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(client)
+}
+
+/// Waits until `key` is gone (its lease expired), failing after `deadline`.
+async fn wait_gone(client: &mut Client, key: &str, deadline: Instant, what: &str) -> Result<()> {
+    loop {
+        let got = client
+            .get(key, Some(GetOptions::new().with_count_only()))
+            .await?;
+        if got.count() == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: {key} never expired");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Keep-alives keep leases alive across a leader failure, through a gateway whose member
+/// survives and through one whose member (the leader) dies, so that gateway's upstream
+/// keep-alive stream moves to another member. The new leader gives every lease a fresh TTL;
+/// a lease nobody renews expires within its TTL plus the election, and the kept ones expire
+/// once their renewals stop.
 #[tokio::test]
 async fn leases_survive_leader_failover_and_expire_on_the_new_leader() -> Result<()> {
+    const TTL: i64 = 8;
+    let leased = |id: i64| Some(etcd_client::PutOptions::new().with_lease(id));
     for engine in ENGINES {
         let mut c = Cluster::start(engine, 3, 3, &[])?;
         let leader = c.leader(0).await?;
-        // A gateway that prefers a member that stays up.
-        let g = (leader + 1) % 3;
-        let mut client = c.client(g).await?;
-        let lease = client.lease_grant(8, None).await?;
-        let id = lease.id();
-        client
-            .put(
-                "leased",
-                "v",
-                Some(etcd_client::PutOptions::new().with_lease(id)),
-            )
-            .await?;
-        let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
+        let survivor = (leader + 1) % 3;
+        let mut observer = c.client(survivor).await?;
+        let unrenewed = observer.lease_grant(TTL, None).await?.id();
+        observer.put("unrenewed", "v", leased(unrenewed)).await?;
+        // Gateway g prefers member g: one keeper behind a survivor, one behind the leader.
+        let mut keepers = Vec::new();
+        for g in [survivor, leader] {
+            let mut client = c.client(g).await?;
+            let id = client.lease_grant(TTL, None).await?.id();
+            client.put(format!("leased/{g}"), "v", leased(id)).await?;
+            keepers.push((g, client, id));
+        }
+        let killed = Instant::now();
         c.kill_member(leader);
-        // Renew through the failover for longer than the TTL; like etcd's Go client, open the
-        // keep-alive stream again if the failover ended it.
-        let until = Instant::now() + Duration::from_secs(12);
-        while Instant::now() < until {
-            let renewed = match keeper.keep_alive().await {
-                Ok(()) => tokio::time::timeout(Duration::from_secs(2), responses.message()).await,
-                Err(e) => Ok(Err(e)),
-            };
-            match renewed {
-                Ok(Ok(Some(r))) => assert!(r.ttl() > 0, "{engine}: lease {id:x} lost"),
-                Ok(Ok(None) | Err(_)) => {
-                    if let Ok((k, r)) = client.lease_keep_alive(id).await {
-                        (keeper, responses) = (k, r);
-                    }
-                }
-                Err(_) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let until = killed + Duration::from_secs(12);
+        let tasks: Vec<_> = keepers
+            .into_iter()
+            .map(|(g, client, id)| {
+                let what = format!("{engine}, gateway {g}");
+                (g, id, tokio::spawn(keep_renewing(client, id, until, what)))
+            })
+            .collect();
+        let bound = killed + Duration::from_secs(TTL as u64 + 6);
+        wait_gone(&mut observer, "unrenewed", bound, engine).await?;
+        let mut kept = Vec::new();
+        for (g, id, task) in tasks {
+            let client = task.await??;
+            let key = format!("leased/{g}");
+            let got = observer.get(key.as_str(), None).await?;
+            assert_eq!(got.count(), 1, "{engine}: {key} gone while kept alive");
+            kept.push((key, id, client));
         }
-        let got = client.get("leased", None).await?;
-        assert_eq!(got.count(), 1, "{engine}: key gone while kept alive");
-        drop(keeper);
-        drop(responses);
-        // Stop renewing: the new leader expires the lease (TTL 8 s, checked every 500 ms).
+        // Renewals stopped (the clients' keep-alive streams are dropped): the new leader
+        // expires those leases too (TTL 8 s, checked every 500 ms).
         let deadline = Instant::now() + Duration::from_secs(25);
-        loop {
-            let got = client
-                .get("leased", Some(GetOptions::new().with_count_only()))
-                .await?;
-            if got.count() == 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{engine}: lease {id:x} never expired on the new leader");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        for (key, id, client) in kept {
+            drop(client);
+            wait_gone(&mut observer, &key, deadline, engine).await?;
+            let ttl = observer.lease_time_to_live(id, None).await?;
+            assert_eq!(ttl.ttl(), -1, "{engine}");
         }
-        let ttl = client.lease_time_to_live(id, None).await?;
-        assert_eq!(ttl.ttl(), -1, "{engine}");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Leases through real processes, on every engine and on 1 and 3 members: grant rules and
 //! errors, keys that die with their lease (and the DELETE events watchers see), keep-alive,
-//! revoke, restarts.
+//! revoke, many keep-alive streams sharing a gateway, gateway and storaged restarts.
 
 use anyhow::{Context, Result};
 use etcd_client::{
@@ -8,7 +8,9 @@ use etcd_client::{
 };
 use metastore_proto::etcdserverpb::LeaseKeepAliveRequest;
 use metastore_proto::etcdserverpb::lease_client::LeaseClient;
-use metastore_tests::{Cluster, Deployment, ENGINES, channel, grpc_status, stream_of};
+use metastore_tests::{
+    Cluster, Deployment, ENGINES, RequestStream, channel, grpc_status, stream_of,
+};
 use std::time::{Duration, Instant};
 
 /// One member, or three behind a gateway that prefers member 0 (a follower or the leader).
@@ -40,6 +42,17 @@ impl Target {
         }
     }
 
+    /// SIGKILLs the gateway and starts it again on the same address.
+    fn restart_gateway(&mut self) -> Result<()> {
+        match self {
+            Target::One(d) => {
+                d.kill_gateway();
+                d.start_gateway()
+            }
+            Target::Three(c) => c.restart_gateway(0),
+        }
+    }
+
     async fn client(&self) -> Result<Client> {
         if let Target::Three(c) = self {
             c.leader(0).await?;
@@ -50,6 +63,46 @@ impl Target {
 
 async fn exists(c: &mut Client, key: &str) -> Result<bool> {
     Ok(c.get(key, None).await?.count() == 1)
+}
+
+/// Renews `leases` (all of TTL `ttl`) over `streams` raw keep-alive streams of one gateway
+/// every 500 ms until `until`, sending each stream's renewals at once without waiting, with
+/// an unknown lease among them. Checks that every stream is answered in order, known leases
+/// at full TTL and the unknown one with TTL 0.
+async fn renew_many(
+    endpoint: String,
+    leases: Vec<i64>,
+    streams: usize,
+    ttl: i64,
+    until: Instant,
+) -> Result<()> {
+    const UNKNOWN: i64 = 0x7a7a_7a7a;
+    let mut tasks = Vec::new();
+    for (s, chunk) in leases.chunks(leases.len().div_ceil(streams)).enumerate() {
+        let mut ids = chunk.to_vec();
+        ids.insert(ids.len() / 2, UNKNOWN);
+        let mut lc = LeaseClient::new(channel(&endpoint).await?);
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(ids.len());
+            let mut answers = lc.lease_keep_alive(RequestStream(rx)).await?.into_inner();
+            while Instant::now() < until {
+                for &id in &ids {
+                    tx.send(LeaseKeepAliveRequest { id }).await?;
+                }
+                for &id in &ids {
+                    let a = answers.message().await?.context("answer")?;
+                    let want = if id == UNKNOWN { 0 } else { ttl };
+                    assert_eq!((a.id, a.ttl), (id, want), "stream {s}: answers in order");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -180,6 +233,21 @@ async fn expiry_deletes_keys_and_keep_alive_holds() -> Result<()> {
         let mut w = c.watch("e/short", None).await?;
         assert!(w.message().await?.context("created")?.created());
 
+        // Meanwhile 100 more leases, with keys, renewed over 20 streams of the same gateway.
+        let mut many = Vec::new();
+        for i in 0..100 {
+            let id = c.lease_grant(2, None).await?.id();
+            c.put(
+                format!("m/{i}"),
+                "v",
+                Some(PutOptions::new().with_lease(id)),
+            )
+            .await?;
+            many.push(id);
+        }
+        let until = Instant::now() + Duration::from_secs(6);
+        let renewing = tokio::spawn(renew_many(d.endpoint(), many, 20, 2, until));
+
         let (mut keeper, mut answers) = c.lease_keep_alive(held).await?;
         let start = Instant::now();
         // Renew `held` every 500 ms for three times its TTL.
@@ -192,6 +260,15 @@ async fn expiry_deletes_keys_and_keep_alive_holds() -> Result<()> {
         assert!(
             exists(&mut c, "e/held").await?,
             "{engine}: kept alive for 3x TTL"
+        );
+        renewing.await??;
+        let kept = c
+            .get("m/", Some(etcd_client::GetOptions::new().with_prefix()))
+            .await?;
+        assert_eq!(
+            kept.count(),
+            100,
+            "{engine}: every lease renewed on 20 streams lived"
         );
         assert!(!exists(&mut c, "e/short").await?, "{engine}: expired");
         let r = tokio::time::timeout(Duration::from_secs(10), w.message())
@@ -206,6 +283,38 @@ async fn expiry_deletes_keys_and_keep_alive_holds() -> Result<()> {
             assert!(Instant::now() < deadline, "{engine}: lease never expired");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+    Ok(())
+}
+
+/// A gateway SIGKILLed and restarted does not cost a lease whose client reconnects within
+/// its TTL: leases live in storaged, and the restarted gateway renews them again.
+#[tokio::test]
+async fn gateway_restart_keeps_leases() -> Result<()> {
+    for (kind, members) in Target::all() {
+        let mut d = Target::start(&kind, members)?;
+        let engine = format!("{kind}, {members} member(s)");
+        let mut c = d.client().await?;
+        let id = c.lease_grant(4, None).await?.id();
+        c.put("g/k", "v", Some(PutOptions::new().with_lease(id)))
+            .await?;
+        let (mut keeper, mut answers) = c.lease_keep_alive(id).await?;
+        keeper.keep_alive().await?;
+        assert_eq!(answers.message().await?.context("answer")?.ttl(), 4);
+        d.restart_gateway()?;
+        // Like etcd's clients: reconnect and open the keep-alive stream again.
+        let mut c = d.client().await?;
+        let (mut keeper, mut answers) = c.lease_keep_alive(id).await?;
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            keeper.keep_alive().await?;
+            let a = answers.message().await?.context("answer")?;
+            assert_eq!(a.ttl(), 4, "{engine}: renewed after the gateway restart");
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+        assert!(exists(&mut c, "g/k").await?, "{engine}: lease lived");
+        let ttl = c.lease_time_to_live(id, None).await?;
+        assert!(ttl.ttl() > 0, "{engine}");
     }
     Ok(())
 }

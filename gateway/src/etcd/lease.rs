@@ -1,7 +1,9 @@
 //! `etcdserverpb.Lease`: grant, revoke, keep-alive streams, time-to-live, list.
 
+use crate::keepalive::KeepAliveHub;
 use crate::upstream::Upstream;
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use metastore_internal_proto::storage::Consistency;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_proto::etcdserverpb::lease_server::Lease;
@@ -14,13 +16,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Renewals of one client stream being answered at once.
+const STREAM_IN_FLIGHT: usize = 256;
+
 pub struct LeaseService {
     upstream: Upstream,
+    hub: KeepAliveHub,
 }
 
 impl LeaseService {
-    pub fn new(upstream: Upstream) -> Self {
-        Self { upstream }
+    pub fn new(upstream: Upstream, hub: KeepAliveHub) -> Self {
+        Self { upstream, hub }
     }
 }
 
@@ -53,26 +59,36 @@ impl Lease for LeaseService {
     type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
 
     /// One answer per request, in order; an unknown or expired lease is answered with TTL 0
-    /// and the stream goes on. The stream ends normally when the client stops sending.
+    /// and the stream goes on. Renewals go through the gateway's keep-alive hub, several of a
+    /// stream at once. The stream ends normally when the client stops sending.
     async fn lease_keep_alive(
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        let upstream = self.upstream.clone();
+        let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        let hub = self.hub.clone();
         tokio::spawn(async move {
-            while let Some(Ok(r)) = inbound.next().await {
-                let answer = match upstream
-                    .kv(Consistency::Linearizable, Op::LeaseKeepAlive(r))
-                    .await
-                {
-                    Ok(result) => expect_result!(result, LeaseKeepAlive).map_err(Status::from),
-                    Err(e) => Err(Status::from(e)),
-                };
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    break;
+            let mut waiting = FuturesOrdered::new();
+            let mut open = true;
+            while open || !waiting.is_empty() {
+                tokio::select! {
+                    request = inbound.next(), if open && waiting.len() < STREAM_IN_FLIGHT => {
+                        match request {
+                            Some(Ok(r)) => {
+                                let hub = hub.clone();
+                                waiting.push_back(async move { hub.renew(r.id).await });
+                            }
+                            _ => open = false,
+                        }
+                    }
+                    Some(answer) = waiting.next(), if !waiting.is_empty() => {
+                        let answer = answer.map_err(Status::from);
+                        let failed = answer.is_err();
+                        if tx.send(answer).await.is_err() || failed {
+                            return;
+                        }
+                    }
                 }
             }
         });

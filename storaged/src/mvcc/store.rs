@@ -76,6 +76,16 @@ impl Store {
         self.state.read().leases.get(id).cloned()
     }
 
+    /// The current revision and the granted TTL of each of `ids` (`None`: no such lease).
+    pub fn lease_ttls(&self, ids: &[i64]) -> (i64, Vec<Option<i64>>) {
+        let state = self.state.read();
+        let ttls = ids
+            .iter()
+            .map(|id| state.leases.get(*id).map(|r| r.ttl))
+            .collect();
+        (state.current, ttls)
+    }
+
     pub fn lease_exists(&self, id: i64) -> bool {
         self.state.read().leases.contains(id)
     }
