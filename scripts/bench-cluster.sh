@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Replication benchmarks (a benchmark run, not a test): put throughput on 1 and 3 members for
-# both engines next to a real 3-member etcd, leader failover time, and the catch-up time of a
-# member that was down while 100,000 keys were written. Everything runs on this machine over
-# loopback. Prints one line per figure.
+# both engines next to a real 3-member etcd, leader failover time, the catch-up time of a
+# member that was down while 100,000 keys were written, and lease keep-alive throughput
+# through one gateway (on 3 members, a gateway in front of a follower). Everything runs on
+# this machine over loopback. Prints one line per figure.
 #
 # usage: scripts/bench-cluster.sh [--total N] [--clients N] [--catchup-keys N]
+#                                 [--keepalive-clients "16 256"] [--only keepalive]
 set -u
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
 B=$CARGO_TARGET_DIR/debug
-TOTAL=20000; CLIENTS=16; CATCHUP=100000
+TOTAL=20000; CLIENTS=16; CATCHUP=100000; KA_CLIENTS="16 256"; ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --keepalive-clients) KA_CLIENTS=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     --total) TOTAL=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
     --catchup-keys) CATCHUP=$2; shift 2 ;;
@@ -53,7 +57,26 @@ start_member() {
   SPIDS[$i]=$!; PIDS+=($!); disown
 }
 stop_all() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; PIDS=(); sleep 0.5; }
-put_bench() { "$B/metastore-bench" --endpoints "$1" --clients $CLIENTS --total $TOTAL put 2>&1 | grep -E "req/s|throughput" | head -1; }
+put_bench() {
+  [ "$ONLY" = keepalive ] && { echo skipped; return; }
+  "$B/metastore-bench" --endpoints "$1" --clients $CLIENTS --total $TOTAL put 2>&1 | grep -E "req/s|throughput" | head -1
+}
+# keepalive_bench NAME ENDPOINT: renewals through one endpoint, for each client count.
+keepalive_bench() {
+  local c
+  for c in $KA_CLIENTS; do
+    echo "$1 keep-alive, $c clients: $("$B/metastore-bench" --endpoints "$2" --clients $c --total $((c * 2000)) keepalive 2>&1 | grep renewals | head -1)"
+  done
+}
+# follower_endpoint EPS: one of the comma-separated endpoints whose member does not lead.
+follower_endpoint() {
+  etcdctl --endpoints "${1//http:\/\//}" endpoint status -w json | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    s = r["Status"]
+    if s["header"]["member_id"] != s["leader"]:
+        print("http://" + r["Endpoint"]); break'
+}
 # Index (1-based) of the member leading, from the gateways' status answers (retried until
 # every gateway answers from its own member and one of them leads).
 leader_index() {
@@ -93,13 +116,27 @@ for i in 1 2 3; do wait_port ${EC[$i]}; done
 ETCD_EPS="http://127.0.0.1:${EC[1]},http://127.0.0.1:${EC[2]},http://127.0.0.1:${EC[3]}"
 for _ in $(seq 1 100); do etcdctl --endpoints "${ETCD_EPS//http:\/\//}" put ready 1 >/dev/null 2>&1 && break; sleep 0.2; done
 echo "etcd 3 members put: $(put_bench "$ETCD_EPS")"
+keepalive_bench "etcd 3 members, via a follower" "$(follower_endpoint "$ETCD_EPS")"
+stop_all
+etcd --name e1 --data-dir "$WORK/etcd-single" --listen-client-urls http://127.0.0.1:${EC[1]} \
+  --advertise-client-urls http://127.0.0.1:${EC[1]} --listen-peer-urls http://127.0.0.1:${EPP[1]} \
+  --initial-advertise-peer-urls http://127.0.0.1:${EPP[1]} --initial-cluster e1=http://127.0.0.1:${EPP[1]} >/dev/null 2>&1 &
+PIDS+=($!); disown
+wait_port ${EC[1]}
+for _ in $(seq 1 100); do etcdctl --endpoints 127.0.0.1:${EC[1]} put ready 1 >/dev/null 2>&1 && break; sleep 0.2; done
+keepalive_bench "etcd 1 member" "http://127.0.0.1:${EC[1]}"
 stop_all
 
 for engine in memory rocksdb; do
   for n in 1 3; do
     start_ms $engine $n
     echo "metastore $engine $n member(s) put: $(put_bench "$MS_EPS")"
-    if [ $n = 3 ]; then
+    if [ $n = 1 ]; then
+      keepalive_bench "metastore $engine 1 member" "$MS_EPS"
+    else
+      keepalive_bench "metastore $engine 3 members, via a follower" "$(follower_endpoint "$MS_EPS")"
+    fi
+    if [ $n = 3 ] && [ "$ONLY" != keepalive ]; then
       # Failover: kill -9 the leader, then time until a put through another gateway succeeds.
       L=$(leader_index); other=$(( L % 3 + 1 ))
       kill -9 ${SPIDS[$L]}; t0=$(now_ms)

@@ -20,7 +20,7 @@ use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::RaftError;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -57,6 +57,8 @@ pub struct Node {
     lessor: Lessor,
     /// Whether the lessor's deadlines belong to the current leadership.
     lessor_primed: AtomicBool,
+    /// Low 48 bits of the next server-allocated lease id (start time, then a counter).
+    next_lease_id: AtomicU64,
     /// Set once an entry proposed by this process has committed. A member restarted as the
     /// leader (openraft restores a committed vote) only knows a possibly stale commit index,
     /// so it must commit an entry of its own before its read index can be trusted.
@@ -78,6 +80,7 @@ impl Node {
             raft,
             lessor: Lessor::default(),
             lessor_primed: AtomicBool::new(false),
+            next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
         }
     }
@@ -287,19 +290,29 @@ impl Node {
         }
     }
 
-    /// A positive id unlikely to collide across members: member bits, time, counter.
+    /// A positive id no other grant gets: 15 bits of the member id, then a counter that
+    /// starts at the member's start time in milliseconds (shifted left 8 bits), as etcd's
+    /// id generator does; ids still in use are skipped.
     fn new_lease_id(&self) -> i64 {
         loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or_default();
-            let id = (((self.identity.member_id & 0xffff) << 47) ^ (now << 4)) as i64 & i64::MAX;
+            let suffix = self.next_lease_id.fetch_add(1, Ordering::Relaxed) & LEASE_ID_SUFFIX;
+            let prefix = (self.identity.member_id & 0x7fff) << 48;
+            let id = (prefix | suffix) as i64;
             if id != 0 && !self.store.lease_exists(id) {
                 return id;
             }
         }
     }
+}
+
+const LEASE_ID_SUFFIX: u64 = (1 << 48) - 1;
+
+fn lease_id_start() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    (ms << 8) & LEASE_ID_SUFFIX
 }
 
 async fn blocking<T: Send + 'static>(

@@ -117,6 +117,19 @@ async fn lease_lifecycle_and_errors() -> Result<()> {
         let rev = g.header().map(|h| h.revision());
         assert_eq!(rev, Some(1), "a grant takes no revision");
 
+        // Concurrent grants all succeed, each with an id of its own.
+        let grants = (0..200).map(|_| {
+            let mut c = c.clone();
+            async move { c.lease_grant(30, None).await.map(|g| g.id()) }
+        });
+        let mut ids = futures::future::try_join_all(grants).await?;
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200, "{engine}: distinct server-chosen ids");
+        for id in ids {
+            c.lease_revoke(id).await?;
+        }
+
         let chosen = c
             .lease_grant(60, Some(LeaseGrantOptions::new().with_id(4242)))
             .await?;
