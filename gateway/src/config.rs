@@ -104,7 +104,7 @@ impl Args {
         }
         let progress_interval = match a.watch_progress_notify_interval.as_deref() {
             None => Duration::from_secs(600),
-            Some(s) => parse_duration(s).ok_or_else(|| {
+            Some(s) => metastore_cli::parse_duration(s).ok_or_else(|| {
                 format!("--watch-progress-notify-interval {s:?}: expected a duration like 10m, 30s or 500ms")
             })?,
         }
@@ -127,42 +127,10 @@ impl Args {
     }
 }
 
-/// `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
-    })
-}
-
 fn split(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(String::from)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("5d"), None);
-    }
 }

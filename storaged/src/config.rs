@@ -6,6 +6,7 @@ use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Deserialize, Default, Debug)]
 #[command(
@@ -56,6 +57,14 @@ pub struct Args {
     /// Election timeout in milliseconds [default: 1000].
     #[arg(long, env = "METASTORE_ELECTION_TIMEOUT")]
     pub election_timeout: Option<u64>,
+    /// Record the remaining TTL of long leases through raft, so that leader changes do not
+    /// renew them for ever (etcd's flag of the same name) [default: false].
+    #[arg(long, env = "METASTORE_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", num_args = 0..=1, default_missing_value = "true")]
+    pub experimental_enable_lease_checkpoint: Option<bool>,
+    /// How often a lease's remaining TTL is recorded when checkpointing is on, like 5m or
+    /// 30s [default: 5m].
+    #[arg(long, env = "METASTORE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL")]
+    pub experimental_lease_checkpoint_interval: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -76,6 +85,8 @@ pub struct Config {
     pub snapshot_count: u64,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    /// Lease checkpoint interval; `None` when checkpointing is off.
+    pub lease_checkpoint: Option<Duration>,
     pub log_level: String,
 }
 
@@ -97,6 +108,12 @@ impl Args {
             snapshot_count: self.snapshot_count.or(file.snapshot_count),
             heartbeat_interval: self.heartbeat_interval.or(file.heartbeat_interval),
             election_timeout: self.election_timeout.or(file.election_timeout),
+            experimental_enable_lease_checkpoint: self
+                .experimental_enable_lease_checkpoint
+                .or(file.experimental_enable_lease_checkpoint),
+            experimental_lease_checkpoint_interval: self
+                .experimental_lease_checkpoint_interval
+                .or(file.experimental_lease_checkpoint_interval),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -152,7 +169,20 @@ impl Args {
                  --heartbeat-interval ({heartbeat_ms} ms)"
             ));
         }
+        let interval = match a.experimental_lease_checkpoint_interval.as_deref() {
+            None => Duration::from_secs(300),
+            Some(s) => metastore_cli::parse_duration(s)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("--experimental-lease-checkpoint-interval {s:?}: expected a duration like 5m or 30s")
+                })?,
+        };
+        let lease_checkpoint = a
+            .experimental_enable_lease_checkpoint
+            .unwrap_or(false)
+            .then_some(interval);
         Ok(Config {
+            lease_checkpoint,
             name,
             data_dir,
             engine,

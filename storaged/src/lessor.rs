@@ -1,82 +1,168 @@
 //! The lessor: lease deadlines, kept in memory by the member that expires leases (the raft
-//! leader). Deadlines are not replicated: after
-//! a restart every lease gets its full TTL again, as etcd gives after a leader change.
+//! leader). Deadlines are not replicated: a new leader gives every lease its full TTL again,
+//! as etcd does, or, with checkpointing on, the remaining TTL of the lease's last checkpoint.
+//!
+//! Checkpointing (etcd's `--experimental-enable-lease-checkpoint`): every checkpoint interval
+//! the leader records through raft how much TTL a long lease has left, so that leader changes
+//! do not renew it for ever; a renewal clears the recorded value again.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// etcd's minimum TTL with default timings: ceil(1.5 x election timeout of 1 s).
 pub const MIN_LEASE_TTL: i64 = 2;
 
-#[derive(Default)]
-pub struct Lessor {
-    deadlines: Mutex<HashMap<i64, (i64, Instant)>>,
+/// One lease's clock.
+struct Clock {
+    /// Granted TTL in seconds.
+    ttl: i64,
+    deadline: Instant,
+    /// When the remaining TTL is next recorded (checkpointing only).
+    checkpoint_at: Option<Instant>,
 }
 
-fn after(ttl: i64) -> Instant {
-    Instant::now() + Duration::from_secs(ttl.max(0) as u64)
+#[derive(Default)]
+pub struct Lessor {
+    clocks: Mutex<HashMap<i64, Clock>>,
+    /// Checkpoint interval; `None` when checkpointing is off.
+    checkpoint: Option<Duration>,
+    /// Leases renewed while a checkpointed remaining TTL was recorded: to be cleared.
+    to_clear: Mutex<BTreeSet<i64>>,
+}
+
+fn after(secs: i64) -> Instant {
+    Instant::now() + Duration::from_secs(secs.max(0) as u64)
 }
 
 impl Lessor {
-    /// Starts (or restarts) the clock of lease `id` at its full TTL.
-    pub fn start(&self, id: i64, ttl: i64) {
-        self.deadlines.lock().insert(id, (ttl, after(ttl)));
+    pub fn new(checkpoint: Option<Duration>) -> Self {
+        Self {
+            checkpoint,
+            ..Self::default()
+        }
+    }
+
+    pub fn checkpointing(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// When a lease with `remaining` seconds left should next be checkpointed: only leases
+    /// that outlive the interval are.
+    fn next_checkpoint(&self, remaining: i64) -> Option<Instant> {
+        let interval = self.checkpoint?;
+        (remaining > interval.as_secs() as i64).then(|| Instant::now() + interval)
+    }
+
+    /// Starts (or restarts) the clock of lease `id` of granted TTL `ttl` with `remaining`
+    /// seconds left (a fresh grant: the full TTL).
+    pub fn start(&self, id: i64, ttl: i64, remaining: i64) {
+        let clock = Clock {
+            ttl,
+            deadline: after(remaining),
+            checkpoint_at: self.next_checkpoint(remaining),
+        };
+        self.clocks.lock().insert(id, clock);
     }
 
     pub fn forget(&self, id: i64) {
-        self.deadlines.lock().remove(&id);
+        self.clocks.lock().remove(&id);
+        self.to_clear.lock().remove(&id);
     }
 
     /// Renews lease `id` of granted TTL `ttl`: its clock restarts at the full TTL. A lease
     /// whose deadline passed stays expired (its revocation is on the way): `None`. A lease not
-    /// tracked yet (leadership is new) starts afresh.
-    pub fn renew(&self, id: i64, ttl: i64) -> Option<i64> {
-        let mut d = self.deadlines.lock();
-        match d.get_mut(&id) {
-            Some((_, deadline)) if *deadline <= Instant::now() => None,
-            Some((granted, deadline)) => {
-                *deadline = after(*granted);
-                Some(*granted)
+    /// tracked yet (leadership is new) starts afresh. `checkpointed` tells that a remaining TTL
+    /// is recorded for the lease; it is cleared on the next tick.
+    pub fn renew(&self, id: i64, ttl: i64, checkpointed: bool) -> Option<i64> {
+        let renewed = {
+            let mut clocks = self.clocks.lock();
+            match clocks.get_mut(&id) {
+                Some(c) if c.deadline <= Instant::now() => None,
+                Some(c) => {
+                    c.deadline = after(c.ttl);
+                    Some(c.ttl)
+                }
+                None => {
+                    let clock = Clock {
+                        ttl,
+                        deadline: after(ttl),
+                        checkpoint_at: self.next_checkpoint(ttl),
+                    };
+                    clocks.insert(id, clock);
+                    Some(ttl)
+                }
             }
-            None => {
-                d.insert(id, (ttl, after(ttl)));
-                Some(ttl)
-            }
+        };
+        if renewed.is_some() && checkpointed && self.checkpointing() {
+            self.to_clear.lock().insert(id);
         }
+        renewed
     }
 
     /// Whole seconds left (rounded down), `None` when unknown.
     pub fn remaining(&self, id: i64) -> Option<i64> {
-        let d = self.deadlines.lock();
-        let (_, deadline) = d.get(&id)?;
-        Some(deadline.saturating_duration_since(Instant::now()).as_secs() as i64)
+        let clocks = self.clocks.lock();
+        let c = clocks.get(&id)?;
+        Some(
+            c.deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs() as i64,
+        )
     }
 
-    /// Leases whose deadline has passed.
+    /// Leases whose deadline has passed, soonest first.
     pub fn expired(&self) -> Vec<i64> {
         let now = Instant::now();
         let mut ids: Vec<(Instant, i64)> = self
-            .deadlines
+            .clocks
             .lock()
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(id, (_, deadline))| (*deadline, *id))
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, c)| (c.deadline, *id))
             .collect();
         ids.sort();
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Lease ids, soonest deadline first.
-    pub fn by_deadline(&self) -> Vec<i64> {
-        let mut ids: Vec<(Instant, i64)> = self
-            .deadlines
-            .lock()
-            .iter()
-            .map(|(id, (_, deadline))| (*deadline, *id))
-            .collect();
-        ids.sort();
-        ids.into_iter().map(|(_, id)| id).collect()
+    /// Checkpoints to record now, as (lease id, remaining seconds rounded up; 0 clears):
+    /// leases whose checkpoint is due and that have lost some TTL, then renewed leases whose
+    /// recorded value must be cleared. Due leases are unscheduled until [`Self::schedule_next`].
+    pub fn due_checkpoints(&self) -> Vec<(i64, i64)> {
+        if !self.checkpointing() {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (id, c) in self.clocks.lock().iter_mut() {
+            if c.checkpoint_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            c.checkpoint_at = None;
+            if c.deadline <= now {
+                continue;
+            }
+            let remaining = (c.deadline - now).as_secs_f64().ceil() as i64;
+            if remaining < c.ttl {
+                due.push((*id, remaining));
+            }
+        }
+        due.sort_unstable();
+        due.extend(
+            std::mem::take(&mut *self.to_clear.lock())
+                .into_iter()
+                .map(|id| (id, 0)),
+        );
+        due
+    }
+
+    /// A checkpoint of lease `id` was proposed (0: clearing): schedules its next one.
+    pub fn schedule_next(&self, id: i64, remaining: i64) {
+        let mut clocks = self.clocks.lock();
+        if let Some(c) = clocks.get_mut(&id) {
+            let left = if remaining > 0 { remaining } else { c.ttl };
+            c.checkpoint_at = self.next_checkpoint(left);
+        }
     }
 }
 
@@ -87,16 +173,38 @@ mod tests {
     #[test]
     fn renew_and_expire() {
         let l = Lessor::default();
-        l.start(1, 100);
-        l.start(2, 0);
-        assert_eq!(l.renew(1, 100), Some(100));
-        assert_eq!(l.renew(2, 0), None, "expired leases are not renewed");
-        assert_eq!(l.renew(3, 7), Some(7), "untracked leases start afresh");
+        l.start(1, 100, 100);
+        l.start(2, 0, 0);
+        assert_eq!(l.renew(1, 100, false), Some(100));
+        assert_eq!(l.renew(2, 0, false), None, "expired leases are not renewed");
+        assert_eq!(
+            l.renew(3, 7, false),
+            Some(7),
+            "untracked leases start afresh"
+        );
         assert_eq!(l.expired(), vec![2]);
         l.forget(3);
         assert!(l.remaining(1).is_some_and(|r| r >= 99));
         l.forget(2);
         assert!(l.expired().is_empty());
-        assert_eq!(l.by_deadline(), vec![1]);
+        assert!(l.due_checkpoints().is_empty(), "checkpointing is off");
+    }
+
+    #[test]
+    fn checkpoints() {
+        let l = Lessor::new(Some(Duration::ZERO));
+        l.start(1, 100, 60);
+        l.start(2, 100, 100);
+        // Lease 1 has lost TTL: recorded (rounded up); lease 2 has its full TTL: skipped.
+        assert_eq!(l.due_checkpoints(), vec![(1, 60)]);
+        assert!(l.due_checkpoints().is_empty(), "unscheduled until recorded");
+        l.schedule_next(1, 60);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(l.due_checkpoints(), vec![(1, 60)]);
+        // A renewal of a checkpointed lease clears the recorded value.
+        assert_eq!(l.renew(1, 100, true), Some(100));
+        assert_eq!(l.due_checkpoints(), vec![(1, 0)]);
+        assert_eq!(l.renew(2, 100, false), Some(100));
+        assert!(l.due_checkpoints().is_empty());
     }
 }

@@ -21,6 +21,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::RaftError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -73,12 +74,18 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Node {
-    pub fn new(identity: Identity, store: Arc<Store>, raft: Raft) -> Self {
+    /// `lease_checkpoint`: the checkpoint interval when lease checkpointing is on.
+    pub fn new(
+        identity: Identity,
+        store: Arc<Store>,
+        raft: Raft,
+        lease_checkpoint: Option<Duration>,
+    ) -> Self {
         Self {
             identity,
             store,
             raft,
-            lessor: Lessor::default(),
+            lessor: Lessor::new(lease_checkpoint),
             lessor_primed: AtomicBool::new(false),
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
@@ -197,7 +204,7 @@ impl Node {
         let Applied::Lease { revision } = self.write(Command::LeaseGrant { id, ttl }).await? else {
             return Err(NodeError::Task("unexpected lease grant result".into()));
         };
-        self.lessor.start(id, ttl);
+        self.lessor.start(id, ttl, ttl);
         Ok(LeaseGrantResponse {
             header: header(revision),
             id,
@@ -224,7 +231,11 @@ impl Node {
         let ttls = ids
             .iter()
             .zip(granted)
-            .map(|(&id, ttl)| ttl.and_then(|ttl| self.lessor.renew(id, ttl)).unwrap_or(0))
+            .map(|(&id, lease)| {
+                lease
+                    .and_then(|(ttl, remaining)| self.lessor.renew(id, ttl, remaining > 0))
+                    .unwrap_or(0)
+            })
             .collect();
         Ok((revision, ttls))
     }
@@ -239,7 +250,14 @@ impl Node {
             Some(record) => LeaseTimeToLiveResponse {
                 header: header(revision),
                 id: req.id,
-                ttl: self.lessor.remaining(req.id).unwrap_or(record.ttl),
+                // Not tracked yet (leadership is new): what the lease will be given.
+                ttl: self.lessor.remaining(req.id).unwrap_or(
+                    if record.remaining > 0 && self.lessor.checkpointing() {
+                        record.remaining
+                    } else {
+                        record.ttl
+                    },
+                ),
                 granted_ttl: record.ttl,
                 keys: if req.keys {
                     record.keys.into_iter().collect()
@@ -260,7 +278,7 @@ impl Node {
     pub fn lease_leases(&self) -> Result<LeaseLeasesResponse, NodeError> {
         self.require_leader()?;
         let revision = self.store.current_revision();
-        let mut ids: Vec<i64> = self.store.leases().into_iter().map(|(id, _)| id).collect();
+        let mut ids: Vec<i64> = self.store.leases().into_iter().map(|l| l.0).collect();
         ids.sort_unstable();
         Ok(LeaseLeasesResponse {
             header: header(revision),
@@ -269,7 +287,8 @@ impl Node {
     }
 
     /// Run periodically on every member: the leader revokes every lease whose deadline
-    /// passed. A member that just became leader first gives every lease a fresh TTL, as
+    /// passed and records due checkpoints. A member that just became leader first gives
+    /// every lease a fresh TTL (or, with checkpointing, its checkpointed remaining TTL), as
     /// etcd's lessor does on promotion (deadlines are not replicated).
     pub async fn expire_leases(&self) {
         if !self.raft.is_leader() {
@@ -277,8 +296,13 @@ impl Node {
             return;
         }
         if !self.lessor_primed.swap(true, Ordering::Relaxed) {
-            for (id, ttl) in self.store.leases() {
-                self.lessor.start(id, ttl);
+            for (id, ttl, remaining) in self.store.leases() {
+                let left = if remaining > 0 && self.lessor.checkpointing() {
+                    remaining
+                } else {
+                    ttl
+                };
+                self.lessor.start(id, ttl, left);
             }
             return;
         }
@@ -286,6 +310,15 @@ impl Node {
             match self.lease_revoke(id).await {
                 Ok(_) | Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => self.lessor.forget(id),
                 Err(e) => tracing::warn!(lease = id, error = %e, "lease expiry failed"),
+            }
+        }
+        let due = self.lessor.due_checkpoints();
+        for batch in due.chunks(MAX_CHECKPOINT_BATCH) {
+            if let Err(e) = self.write(Command::LeaseCheckpoint(batch.to_vec())).await {
+                tracing::warn!(error = %e, "lease checkpoint failed; retried next interval");
+            }
+            for &(id, remaining) in batch {
+                self.lessor.schedule_next(id, remaining);
             }
         }
     }
@@ -306,6 +339,8 @@ impl Node {
 }
 
 const LEASE_ID_SUFFIX: u64 = (1 << 48) - 1;
+/// Most lease checkpoints in one log entry (etcd's batch size).
+const MAX_CHECKPOINT_BATCH: usize = 1000;
 
 fn lease_id_start() -> u64 {
     let ms = std::time::SystemTime::now()

@@ -99,7 +99,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         revision = store.current_revision(),
         "storaged starting"
     );
-    let node = Arc::new(Node::new(identity, store, raft.clone()));
+    let node = Arc::new(Node::new(
+        identity,
+        store,
+        raft.clone(),
+        cfg.lease_checkpoint,
+    ));
     // Every member ticks; only the leader expires leases.
     let expiring = node.clone();
     tokio::spawn(async move {

@@ -12,7 +12,9 @@ use metastore_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
 };
-use metastore_proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+use metastore_proto::etcdserverpb::{
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest,
+};
 use prost::Message;
 use std::sync::Arc;
 
@@ -31,6 +33,8 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// Remaining TTLs (lease id, seconds; 0 clears) recorded by the leader's lessor.
+    LeaseCheckpoint(Vec<(i64, i64)>),
     /// A gateway's client URLs and the member it prefers.
     PublishGateway {
         member_id: u64,
@@ -55,6 +59,7 @@ impl std::fmt::Display for Command {
             Command::Compact(r) => write!(f, "compact {}", r.revision),
             Command::LeaseGrant { id, ttl } => write!(f, "lease-grant {id:x} ttl {ttl}"),
             Command::LeaseRevoke { id } => write!(f, "lease-revoke {id:x}"),
+            Command::LeaseCheckpoint(c) => write!(f, "lease-checkpoint ({} leases)", c.len()),
             Command::PublishGateway {
                 member_id,
                 client_urls,
@@ -76,6 +81,12 @@ impl Command {
                 C::LeaseGrant(LeaseGrantRequest { id: *id, ttl: *ttl })
             }
             Command::LeaseRevoke { id } => C::LeaseRevoke(LeaseRevokeRequest { id: *id }),
+            Command::LeaseCheckpoint(c) => C::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints: c
+                    .iter()
+                    .map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+                    .collect(),
+            }),
             Command::PublishGateway {
                 member_id,
                 client_urls,
@@ -101,6 +112,12 @@ impl Command {
                 ttl: r.ttl,
             },
             Some(C::LeaseRevoke(r)) => Command::LeaseRevoke { id: r.id },
+            Some(C::LeaseCheckpoint(r)) => Command::LeaseCheckpoint(
+                r.checkpoints
+                    .iter()
+                    .map(|c| (c.id, c.remaining_ttl))
+                    .collect(),
+            ),
             Some(C::Gateway(g)) => Command::PublishGateway {
                 member_id: g.member_id,
                 client_urls: g.client_urls,
@@ -210,6 +227,14 @@ impl StateMachine {
                 Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
                     revision: w.visible_revision(),
                 }),
+                Command::LeaseCheckpoint(c) => {
+                    for &(id, remaining) in c {
+                        w.checkpoint_lease(id, remaining);
+                    }
+                    Ok(Applied::Lease {
+                        revision: w.visible_revision(),
+                    })
+                }
                 Command::PublishGateway {
                     member_id,
                     client_urls,

@@ -5,6 +5,8 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use metastore_tests::{Cluster, ENGINES};
 use std::time::{Duration, Instant};
 
+const HALF_SECOND: Duration = Duration::from_millis(500);
+
 /// Retries `put` until it is acknowledged (the cluster may be electing a leader).
 async fn put_acked(c: &mut Client, key: &str, value: &str) -> Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -67,11 +69,12 @@ async fn watch_resumes_on_another_member() -> Result<()> {
     Ok(())
 }
 
-/// Renews lease `id` through `client` every 500 ms until `until`, asserting it never lapses;
-/// like etcd's Go client, opens the keep-alive stream again if a failover ended it.
+/// Renews lease `id` through `client` every `every` until `until`, asserting it never
+/// lapses; like etcd's Go client, opens the keep-alive stream again if a failover ended it.
 async fn keep_renewing(
     mut client: Client,
     id: i64,
+    every: Duration,
     until: Instant,
     what: String,
 ) -> Result<Client> {
@@ -90,7 +93,7 @@ async fn keep_renewing(
             }
             Err(_) => {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(every).await;
     }
     Ok(client)
 }
@@ -142,7 +145,11 @@ async fn leases_survive_leader_failover_and_expire_on_the_new_leader() -> Result
             .into_iter()
             .map(|(g, client, id)| {
                 let what = format!("{engine}, gateway {g}");
-                (g, id, tokio::spawn(keep_renewing(client, id, until, what)))
+                (
+                    g,
+                    id,
+                    tokio::spawn(keep_renewing(client, id, HALF_SECOND, until, what)),
+                )
             })
             .collect();
         let bound = killed + Duration::from_secs(TTL as u64 + 6);
@@ -164,6 +171,55 @@ async fn leases_survive_leader_failover_and_expire_on_the_new_leader() -> Result
             let ttl = observer.lease_time_to_live(id, None).await?;
             assert_eq!(ttl.ttl(), -1, "{engine}");
         }
+    }
+    Ok(())
+}
+
+/// With lease checkpointing on, a new leader gives a lease the remaining TTL of its last
+/// checkpoint instead of a fresh TTL, so a failover does not extend a lease nobody renews; a
+/// lease that is kept alive (its renewals clear the checkpoint) lives on.
+#[tokio::test]
+async fn lease_checkpoints_hold_remaining_ttl_across_failover() -> Result<()> {
+    const TTL: i64 = 10;
+    let flags = [
+        "--experimental-enable-lease-checkpoint",
+        "--experimental-lease-checkpoint-interval",
+        "1s",
+    ];
+    let leased = |id: i64| Some(etcd_client::PutOptions::new().with_lease(id));
+    for engine in ENGINES {
+        let mut c = Cluster::start(engine, 3, 3, &flags)?;
+        let leader = c.leader(0).await?;
+        let survivor = (leader + 1) % 3;
+        let mut client = c.client(survivor).await?;
+        let granted = Instant::now();
+        let idle = client.lease_grant(TTL, None).await?.id();
+        client.put("idle", "v", leased(idle)).await?;
+        let kept = client.lease_grant(TTL, None).await?.id();
+        client.put("kept", "v", leased(kept)).await?;
+        // Renewed every 1.5 s: checkpoints are recorded between renewals and cleared by them.
+        let until = granted + Duration::from_secs(22);
+        let what = format!("{engine}, checkpointed");
+        let every = Duration::from_millis(1500);
+        let renewer = c.client(survivor).await?;
+        let renewing = tokio::spawn(keep_renewing(renewer, kept, every, until, what));
+        // A checkpoint every 1 s or so (the lessor ticks every 500 ms): by 6 s at least two
+        // have recorded what is left.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        c.kill_member(leader);
+        c.leader(survivor).await?;
+        let left = client.lease_time_to_live(idle, None).await?.ttl();
+        let asked = Instant::now();
+        assert!(
+            left <= TTL - 3,
+            "{engine}: the new leader gave {left} s, not the checkpointed remaining TTL"
+        );
+        // And it expires then, not a fresh TTL later.
+        let bound = asked + Duration::from_secs(left as u64 + 2);
+        wait_gone(&mut client, "idle", bound, engine).await?;
+        let mut client = renewing.await??;
+        let got = client.get("kept", None).await?;
+        assert_eq!(got.count(), 1, "{engine}: the kept-alive lease lived");
     }
     Ok(())
 }

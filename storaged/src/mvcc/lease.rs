@@ -1,6 +1,6 @@
-//! Leases as replicated state: which leases exist, their granted TTL, and which keys are
-//! attached. Deadlines are not state: the lessor keeps them in memory on the member that
-//! expires leases.
+//! Leases as replicated state: which leases exist, their granted TTL, the remaining TTL of
+//! the last checkpoint (when checkpointing is on), and which keys are attached. Deadlines are
+//! not state: the lessor keeps them in memory on the member that expires leases.
 
 use super::codec;
 use super::error::MvccError;
@@ -15,6 +15,8 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaseRecord {
     pub ttl: i64,
+    /// Remaining TTL recorded by the last checkpoint; 0 = none (the full TTL applies).
+    pub remaining: i64,
     pub keys: BTreeSet<Vec<u8>>,
 }
 
@@ -30,6 +32,7 @@ pub(super) enum LeaseUndo {
     Revoked(i64, LeaseRecord),
     Attached(i64, Vec<u8>),
     Detached(i64, Vec<u8>),
+    Checkpointed(i64, i64),
 }
 
 impl Leases {
@@ -41,12 +44,15 @@ impl Leases {
         self.map.contains_key(&id)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.map.iter().map(|(id, r)| (*id, r.ttl))
+    /// Every lease as (id, granted TTL, checkpointed remaining TTL).
+    pub fn clocks(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        self.map.iter().map(|(id, r)| (*id, r.ttl, r.remaining))
     }
 
-    pub(super) fn restore(&mut self, id: i64, ttl: i64) {
-        self.map.entry(id).or_default().ttl = ttl;
+    pub(super) fn restore(&mut self, id: i64, ttl: i64, remaining: i64) {
+        let r = self.map.entry(id).or_default();
+        r.ttl = ttl;
+        r.remaining = remaining;
     }
 
     pub(super) fn attach_restored(&mut self, id: i64, key: &[u8]) {
@@ -80,6 +86,11 @@ impl Leases {
             LeaseUndo::Detached(id, key) => {
                 self.attach(id, &key);
             }
+            LeaseUndo::Checkpointed(id, remaining) => {
+                if let Some(r) = self.map.get_mut(&id) {
+                    r.remaining = remaining;
+                }
+            }
         }
     }
 }
@@ -88,8 +99,23 @@ fn lease_key(id: i64) -> Vec<u8> {
     (id as u64).to_be_bytes().to_vec()
 }
 
-pub(super) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64), MvccError> {
-    Ok((codec::decode_u64(k)? as i64, codec::decode_u64(v)? as i64))
+/// A lease row's value: the granted TTL, then the checkpointed remaining TTL when set.
+fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
+    let mut v = codec::encode_u64(ttl as u64);
+    if remaining != 0 {
+        v.extend_from_slice(&codec::encode_u64(remaining as u64));
+    }
+    v
+}
+
+/// (id, granted TTL, remaining TTL) of a stored lease row.
+pub(super) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64, i64), MvccError> {
+    let id = codec::decode_u64(k)? as i64;
+    let (ttl, remaining) = match v.len() {
+        16 => (codec::decode_u64(&v[..8])?, codec::decode_u64(&v[8..])?),
+        _ => (codec::decode_u64(v)?, 0),
+    };
+    Ok((id, ttl as i64, remaining as i64))
 }
 
 impl WriteTxn<'_> {
@@ -118,13 +144,30 @@ impl WriteTxn<'_> {
             id,
             LeaseRecord {
                 ttl,
+                remaining: 0,
                 keys: BTreeSet::new(),
             },
         );
         self.lease_undo.push(LeaseUndo::Granted(id));
         self.batch
-            .put(Table::Lease, lease_key(id), codec::encode_u64(ttl as u64));
+            .put(Table::Lease, lease_key(id), encode_lease(ttl, 0));
         Ok(())
+    }
+
+    /// Records the remaining TTL of lease `id` (0 clears it); takes no revision. A lease that
+    /// no longer exists is skipped, as etcd does.
+    pub fn checkpoint_lease(&mut self, id: i64, remaining: i64) {
+        let Some(r) = self.state.leases.map.get_mut(&id) else {
+            return;
+        };
+        if r.remaining == remaining {
+            return;
+        }
+        self.lease_undo
+            .push(LeaseUndo::Checkpointed(id, r.remaining));
+        r.remaining = remaining;
+        let value = encode_lease(r.ttl, remaining);
+        self.batch.put(Table::Lease, lease_key(id), value);
     }
 
     /// Removes lease `id` and deletes every attached key, all in this write's one revision.
@@ -141,5 +184,45 @@ impl WriteTxn<'_> {
         }
         self.batch.delete(Table::Lease, lease_key(id));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use crate::engine::{EngineKind, open};
+
+    /// Checkpointed remaining TTLs are stored with the lease, take no revision, survive a
+    /// reopen, and can be cleared; checkpoints of unknown leases are skipped.
+    #[test]
+    fn checkpoints_are_stored() {
+        for kind in [EngineKind::Memory, EngineKind::Rocksdb] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(open(kind, dir.path()).expect("open").engine).expect("store");
+            store.write(1, |w| w.grant_lease(7, 600)).expect("grant");
+            store.write(2, |w| w.grant_lease(8, 600)).expect("grant");
+            store
+                .write(3, |w| {
+                    w.checkpoint_lease(7, 250);
+                    w.checkpoint_lease(99, 10);
+                    Ok(())
+                })
+                .expect("checkpoint");
+            assert_eq!(store.current_revision(), 1, "{kind:?}: no revision taken");
+            let engine = store.engine.clone();
+            drop(store);
+            let store = Store::open(engine).expect("reopen");
+            assert_eq!(store.leases(), vec![(7, 600, 250), (8, 600, 0)], "{kind:?}");
+            store
+                .write(4, |w| {
+                    w.checkpoint_lease(7, 0);
+                    Ok(())
+                })
+                .expect("clear");
+            let engine = store.engine.clone();
+            drop(store);
+            let store = Store::open(engine).expect("reopen");
+            assert_eq!(store.leases(), vec![(7, 600, 0), (8, 600, 0)], "{kind:?}");
+        }
     }
 }

@@ -76,12 +76,13 @@ impl Store {
         self.state.read().leases.get(id).cloned()
     }
 
-    /// The current revision and the granted TTL of each of `ids` (`None`: no such lease).
-    pub fn lease_ttls(&self, ids: &[i64]) -> (i64, Vec<Option<i64>>) {
+    /// The current revision and, for each of `ids`, its granted and checkpointed remaining
+    /// TTL (`None`: no such lease).
+    pub fn lease_ttls(&self, ids: &[i64]) -> (i64, Vec<Option<(i64, i64)>>) {
         let state = self.state.read();
         let ttls = ids
             .iter()
-            .map(|id| state.leases.get(*id).map(|r| r.ttl))
+            .map(|id| state.leases.get(*id).map(|r| (r.ttl, r.remaining)))
             .collect();
         (state.current, ttls)
     }
@@ -90,9 +91,9 @@ impl Store {
         self.state.read().leases.contains(id)
     }
 
-    /// Every lease with its granted TTL.
-    pub fn leases(&self) -> Vec<(i64, i64)> {
-        self.state.read().leases.ids().collect()
+    /// Every lease as (id, granted TTL, checkpointed remaining TTL or 0).
+    pub fn leases(&self) -> Vec<(i64, i64, i64)> {
+        self.state.read().leases.clocks().collect()
     }
 
     pub fn engine(&self) -> &dyn Engine {
@@ -274,8 +275,8 @@ fn recover(engine: &dyn Engine) -> Result<State, MvccError> {
         true
     })?;
     for lease in leases {
-        let (id, ttl) = lease?;
-        state.leases.restore(id, ttl);
+        let (id, ttl, remaining) = lease?;
+        state.leases.restore(id, ttl, remaining);
     }
     let mut attached = Vec::new();
     state
