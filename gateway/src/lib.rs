@@ -6,8 +6,10 @@
 //! - [`error`]: the one error type and its mapping to etcd's exact gRPC errors.
 //! - [`upstream`]: connections to storaged; [`keepalive`] multiplexes every client's lease
 //!   renewals onto one upstream stream.
-//! - [`config`], [`server`]: settings and listeners.
+//! - [`config`], [`server`]: settings and listeners; [`authority`] lets clients that send a
+//!   URL as the HTTP/2 authority (etcdctl 3.4 with `http://` endpoints) through.
 
+pub mod authority;
 pub mod config;
 pub mod error;
 pub mod etcd;

@@ -1,5 +1,6 @@
 //! Listeners and service registration.
 
+use crate::authority::AuthorityFix;
 use crate::config::Config;
 use crate::etcd::cluster::ClusterService;
 use crate::etcd::kv::KvService;
@@ -13,6 +14,7 @@ use metastore_proto::etcdserverpb::kv_server::KvServer;
 use metastore_proto::etcdserverpb::lease_server::LeaseServer;
 use metastore_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 /// How often a gateway re-announces its client URLs to the cluster.
@@ -77,12 +79,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(MaintenanceServer::from_arc(maintenance_service.clone()))
             .add_service(health.clone())
             .add_service(reflection.clone());
-        tasks.spawn(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        ));
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .map(|conn| conn.map(AuthorityFix::new));
+        tasks.spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = tokio::signal::ctrl_c().await;
+        }));
     }
     while let Some(res) = tasks.join_next().await {
         match res {

@@ -97,6 +97,8 @@ check_cluster member-list-table '$E member list -w table | grep -v "^+"'
 check_cluster endpoint-status-facts "\$ALL endpoint status -w json | $STATUS_FACTS"
 check_cluster endpoint-status-table-shape '$ALL endpoint status -w table | head -3 | tail -1'
 check_cluster endpoint-health '$ALL endpoint health 2>&1 | sed "s/took = .*//"'
+check_cluster endpoint-status-cluster "\$E endpoint status --cluster -w json | $STATUS_FACTS"
+check_cluster endpoint-health-cluster '$E endpoint health --cluster 2>&1 | sed "s/took = .*//"'
 check_cluster member-add-learner "\$E member add s4 --learner --peer-urls=http://127.0.0.1:$(port)"
 check_cluster member-list-with-learner '$E member list'
 check_cluster member-add-second-learner "\$E member add s5 --learner --peer-urls=http://127.0.0.1:$(port)"

@@ -148,6 +148,8 @@ check compaction-future --expect 'future revision' -- compaction 100000
 check get-all-after-compaction -- get "" --prefix -w json
 check_watch watch-compacted-rev "" -- watch foo --rev=2
 check endpoint-health-shape --expect 'is healthy' -- endpoint health
+# Endpoints given as URLs: etcdctl 3.4 then sends the whole URL as the HTTP/2 authority.
+check_script endpoint-status-url-endpoints 'U=${E/--endpoints /--endpoints http://}; $U endpoint status | cut -d, -f5,6; $U endpoint status --cluster | cut -d, -f5,6; $U endpoint health --cluster 2>&1 | sed "s/took = .*//"'
 
 echo "$PASS passed, $FAIL failed"
 [ $FAIL -eq 0 ]
