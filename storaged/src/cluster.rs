@@ -46,65 +46,6 @@ fn header(_node: &Node) -> Option<ResponseHeader> {
     Some(ResponseHeader::default())
 }
 
-const GATEWAY_PREFIX: &[u8] = b"gateway/";
-
-/// The metadata record of a published gateway: keyed by its client URLs, valued by the member
-/// it prefers.
-pub fn gateway_record(member_id: u64, client_urls: &[String]) -> (Vec<u8>, Vec<u8>) {
-    let mut key = GATEWAY_PREFIX.to_vec();
-    key.extend_from_slice(client_urls.join(",").as_bytes());
-    (key, member_id.to_be_bytes().to_vec())
-}
-
-/// Published gateways' client URLs, by the member they prefer.
-fn gateways(node: &Node) -> BTreeMap<u64, Vec<String>> {
-    let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let records = node
-        .store()
-        .meta_with_prefix(GATEWAY_PREFIX)
-        .unwrap_or_default();
-    for (k, v) in records {
-        let Ok(id) = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes) else {
-            continue;
-        };
-        let urls = String::from_utf8_lossy(&k[GATEWAY_PREFIX.len()..]).to_string();
-        out.entry(id).or_default().extend(
-            urls.split(',')
-                .filter(|u| !u.is_empty())
-                .map(str::to_string),
-        );
-    }
-    out
-}
-
-/// Records that a gateway prefers `member_id` (the receiving member when 0), unless that is
-/// already known.
-pub async fn publish_gateway(
-    node: &Node,
-    member_id: u64,
-    client_urls: Vec<String>,
-) -> Result<(), NodeError> {
-    let member_id = if member_id == 0 {
-        node.identity().member_id
-    } else {
-        member_id
-    };
-    let (key, value) = gateway_record(member_id, &client_urls);
-    let known = node
-        .store()
-        .meta_with_prefix(&key)?
-        .into_iter()
-        .any(|(k, v)| k == key && v == value);
-    if !known {
-        node.write(crate::state_machine::Command::PublishGateway {
-            member_id,
-            client_urls,
-        })
-        .await?;
-    }
-    Ok(())
-}
-
 /// Proposes a membership change through raft (on the leader) and waits until it applies.
 async fn apply_change(
     node: &Node,
@@ -120,7 +61,7 @@ async fn apply_change(
 
 /// Every member in id order (as etcd lists them).
 pub fn members(node: &Node) -> Vec<Member> {
-    let mut gateways = gateways(node);
+    let mut gateways = crate::gateways::by_member(node);
     let metrics = node.raft().metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();

@@ -65,6 +65,10 @@ pub struct Args {
     /// 30s [default: 5m].
     #[arg(long, env = "METASTORE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL")]
     pub experimental_lease_checkpoint_interval: Option<String>,
+    /// How long a gateway's published client URLs stay listed (MemberList) after its last
+    /// announcement; gateways announce every 5 s [default: 30s].
+    #[arg(long, env = "METASTORE_GATEWAY_PUBLICATION_TTL")]
+    pub gateway_publication_ttl: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -87,6 +91,7 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// Lease checkpoint interval; `None` when checkpointing is off.
     pub lease_checkpoint: Option<Duration>,
+    pub gateway_publication_ttl: Duration,
     pub log_level: String,
 }
 
@@ -114,6 +119,9 @@ impl Args {
             experimental_lease_checkpoint_interval: self
                 .experimental_lease_checkpoint_interval
                 .or(file.experimental_lease_checkpoint_interval),
+            gateway_publication_ttl: self
+                .gateway_publication_ttl
+                .or(file.gateway_publication_ttl),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -181,8 +189,19 @@ impl Args {
             .experimental_enable_lease_checkpoint
             .unwrap_or(false)
             .then_some(interval);
+        let gateway_publication_ttl = match a.gateway_publication_ttl.as_deref() {
+            None => Duration::from_secs(30),
+            Some(s) => metastore_cli::parse_duration(s)
+                .filter(|d| *d > Duration::from_secs(5))
+                .ok_or_else(|| {
+                    format!(
+                        "--gateway-publication-ttl {s:?}: expected a duration above 5s, like 30s"
+                    )
+                })?,
+        };
         Ok(Config {
             lease_checkpoint,
+            gateway_publication_ttl,
             name,
             data_dir,
             engine,

@@ -13,13 +13,15 @@
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
 //!
 //! [`lessor`] tracks lease deadlines on the leader; [`keepalive`] serves gateways' batched
-//! renewal streams. [`forward`] passes requests on to the leader. [`identity`] derives member and cluster
+//! renewal streams. [`forward`] passes requests on to the leader.
+//! [`gateways`] keeps the gateways' published client URLs (withdrawn when a gateway goes silent). [`identity`] derives member and cluster
 //! ids; [`config`] reads settings; [`server`] wires it all together.
 
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod forward;
+pub mod gateways;
 pub mod identity;
 pub mod keepalive;
 pub mod lessor;

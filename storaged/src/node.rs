@@ -6,6 +6,7 @@
 //! leader (writes, linearizable reads, lease bookkeeping) fails here with
 //! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
+use crate::gateways::Liveness;
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
@@ -51,6 +52,14 @@ where
     }
 }
 
+/// Settings of a node beyond its identity.
+pub struct NodeOptions {
+    /// The lease checkpoint interval when lease checkpointing is on.
+    pub lease_checkpoint: Option<Duration>,
+    /// How long a gateway publication lives without being announced again.
+    pub gateway_ttl: Duration,
+}
+
 pub struct Node {
     identity: Identity,
     store: Arc<Store>,
@@ -60,6 +69,8 @@ pub struct Node {
     lessor_primed: AtomicBool,
     /// Low 48 bits of the next server-allocated lease id (start time, then a counter).
     next_lease_id: AtomicU64,
+    /// When the leader last heard each gateway publication.
+    gateways: Liveness,
     /// Set once an entry proposed by this process has committed. A member restarted as the
     /// leader (openraft restores a committed vote) only knows a possibly stale commit index,
     /// so it must commit an entry of its own before its read index can be trusted.
@@ -74,22 +85,21 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Node {
-    /// `lease_checkpoint`: the checkpoint interval when lease checkpointing is on.
-    pub fn new(
-        identity: Identity,
-        store: Arc<Store>,
-        raft: Raft,
-        lease_checkpoint: Option<Duration>,
-    ) -> Self {
+    pub fn new(identity: Identity, store: Arc<Store>, raft: Raft, options: NodeOptions) -> Self {
         Self {
             identity,
             store,
             raft,
-            lessor: Lessor::new(lease_checkpoint),
+            lessor: Lessor::new(options.lease_checkpoint),
+            gateways: Liveness::new(options.gateway_ttl),
             lessor_primed: AtomicBool::new(false),
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
         }
+    }
+
+    pub fn gateways(&self) -> &Liveness {
+        &self.gateways
     }
 
     pub fn identity(&self) -> &Identity {
@@ -158,7 +168,7 @@ impl Node {
         membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id)
     }
 
-    fn require_leader(&self) -> Result<(), NodeError> {
+    pub fn require_leader(&self) -> Result<(), NodeError> {
         if self.raft.is_leader() {
             Ok(())
         } else {
@@ -286,15 +296,18 @@ impl Node {
         })
     }
 
-    /// Run periodically on every member: the leader revokes every lease whose deadline
-    /// passed and records due checkpoints. A member that just became leader first gives
+    /// Run every 500 ms on every member; only the leader acts. It revokes every lease whose
+    /// deadline passed, records due lease checkpoints and withdraws the publications of
+    /// silent gateways. A member that just became leader first gives
     /// every lease a fresh TTL (or, with checkpointing, its checkpointed remaining TTL), as
     /// etcd's lessor does on promotion (deadlines are not replicated).
-    pub async fn expire_leases(&self) {
+    pub async fn tick(&self) {
         if !self.raft.is_leader() {
             self.lessor_primed.store(false, Ordering::Relaxed);
+            self.gateways.leading(false);
             return;
         }
+        self.gateways.leading(true);
         if !self.lessor_primed.swap(true, Ordering::Relaxed) {
             for (id, ttl, remaining) in self.store.leases() {
                 let left = if remaining > 0 && self.lessor.checkpointing() {
@@ -321,6 +334,7 @@ impl Node {
                 self.lessor.schedule_next(id, remaining);
             }
         }
+        crate::gateways::withdraw_stale(self).await;
     }
 
     /// A positive id no other grant gets: 15 bits of the member id, then a counter that

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::engine;
 use crate::identity::Identity;
 use crate::mvcc::Store;
-use crate::node::Node;
+use crate::node::{Node, NodeOptions};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{MAX_RAFT_MESSAGE, Network};
 use crate::raft::peer_service::PeerService;
@@ -99,19 +99,18 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         revision = store.current_revision(),
         "storaged starting"
     );
-    let node = Arc::new(Node::new(
-        identity,
-        store,
-        raft.clone(),
-        cfg.lease_checkpoint,
-    ));
-    // Every member ticks; only the leader expires leases.
-    let expiring = node.clone();
+    let options = NodeOptions {
+        lease_checkpoint: cfg.lease_checkpoint,
+        gateway_ttl: cfg.gateway_publication_ttl,
+    };
+    let node = Arc::new(Node::new(identity, store, raft.clone(), options));
+    // Every member ticks; only the leader acts (lease expiry and checkpoints, silent gateways).
+    let ticking = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tick.tick().await;
-            expiring.expire_leases().await;
+            ticking.tick().await;
         }
     });
     let reflection = tonic_reflection::server::Builder::configure()

@@ -371,7 +371,7 @@ impl Storage for StorageService {
             info.member_id = self.node.identity().member_id;
         }
         let (member_id, urls) = (info.member_id, info.client_urls.clone());
-        let error = match cluster::publish_gateway(&self.node, member_id, urls).await {
+        let error = match crate::gateways::publish(&self.node, member_id, urls).await {
             Ok(()) => None,
             Err(NodeError::NotLeader(_)) => {
                 return match self.forwarder.leader_client(&mut req.context).await {

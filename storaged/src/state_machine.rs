@@ -40,6 +40,10 @@ pub enum Command {
         member_id: u64,
         client_urls: Vec<String>,
     },
+    /// The publication of a gateway that stopped announcing itself is removed.
+    WithdrawGateway {
+        client_urls: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -64,6 +68,7 @@ impl std::fmt::Display for Command {
                 member_id,
                 client_urls,
             } => write!(f, "gateway {client_urls:?} prefers {member_id:x}"),
+            Command::WithdrawGateway { client_urls } => write!(f, "gateway {client_urls:?} gone"),
         }
     }
 }
@@ -94,6 +99,10 @@ impl Command {
                 member_id: *member_id,
                 client_urls: client_urls.clone(),
             }),
+            Command::WithdrawGateway { client_urls } => C::GatewayWithdrawn(GatewayInfo {
+                member_id: 0,
+                client_urls: client_urls.clone(),
+            }),
         };
         RaftCommand {
             command: Some(command),
@@ -120,6 +129,9 @@ impl Command {
             ),
             Some(C::Gateway(g)) => Command::PublishGateway {
                 member_id: g.member_id,
+                client_urls: g.client_urls,
+            },
+            Some(C::GatewayWithdrawn(g)) => Command::WithdrawGateway {
                 client_urls: g.client_urls,
             },
             None => return Err("empty raft command".to_string()),
@@ -239,8 +251,12 @@ impl StateMachine {
                     member_id,
                     client_urls,
                 } => {
-                    let (key, value) = crate::cluster::gateway_record(*member_id, client_urls);
+                    let (key, value) = crate::gateways::record(*member_id, client_urls);
                     w.put_meta(key, value);
+                    Ok(Applied::Recorded)
+                }
+                Command::WithdrawGateway { client_urls } => {
+                    w.delete_meta(crate::gateways::record(0, client_urls).0);
                     Ok(Applied::Recorded)
                 }
             };

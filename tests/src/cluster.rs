@@ -119,6 +119,11 @@ impl Cluster {
         Ok(port)
     }
 
+    /// SIGKILLs gateway `g`.
+    pub fn kill_gateway(&mut self, g: usize) {
+        self.gateways[g].0 = None;
+    }
+
     /// SIGKILLs gateway `g` and starts it again on the same address.
     pub fn restart_gateway(&mut self, g: usize) -> Result<()> {
         self.gateways[g].0 = None;

@@ -306,3 +306,57 @@ async fn membership_changes_under_traffic() -> Result<()> {
     client.put("after-remove", "v", None).await?;
     Ok(())
 }
+
+/// Client URLs listed by MemberList (through gateway `g`), all members together.
+async fn listed_client_urls(c: &Cluster, g: usize) -> Result<Vec<String>> {
+    let mut client = c.client(g).await?;
+    let list = client.member_list().await?;
+    let mut urls: Vec<String> = list
+        .members()
+        .iter()
+        .flat_map(|m| m.client_urls().to_vec())
+        .collect();
+    urls.sort();
+    Ok(urls)
+}
+
+/// A gateway's client URLs are listed while it runs and withdrawn once it stops announcing
+/// itself (after the publication TTL), as etcd lists only members that run.
+#[tokio::test]
+async fn silent_gateways_are_withdrawn_from_member_list() -> Result<()> {
+    for engine in ENGINES {
+        let mut c = Cluster::start(engine, 3, 2, &["--gateway-publication-ttl", "10s"])?;
+        c.leader(0).await?;
+        let (a, b) = (c.gateway(0), c.gateway(1));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while listed_client_urls(&c, 0).await? != [a.clone(), b.clone()] {
+            if Instant::now() > deadline {
+                let urls = listed_client_urls(&c, 0).await?;
+                bail!("{engine}: both gateways never listed: {urls:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        c.kill_gateway(1);
+        let stopped = Instant::now();
+        let deadline = stopped + Duration::from_secs(30);
+        loop {
+            let urls = listed_client_urls(&c, 0).await?;
+            assert!(
+                urls.contains(&a),
+                "{engine}: the running gateway stays listed: {urls:?}"
+            );
+            if urls == [a.clone()] {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{engine}: the stopped gateway is still listed: {urls:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            stopped.elapsed() >= Duration::from_secs(3),
+            "{engine}: withdrawn only after the TTL"
+        );
+    }
+    Ok(())
+}

@@ -420,6 +420,11 @@ impl<'a> WriteTxn<'a> {
         self.batch.put(Table::Meta, key, value);
     }
 
+    /// Removes a metadata value in this transaction's batch (no revision is taken).
+    pub fn delete_meta(&mut self, key: Vec<u8>) {
+        self.batch.delete(Table::Meta, key);
+    }
+
     /// Lease state as this transaction sees it.
     pub fn leases(&self) -> &Leases {
         &self.state.leases

@@ -1,0 +1,170 @@
+//! Gateway publications. Every few seconds each gateway announces the client URLs it serves
+//! and the member it prefers; MemberList shows them as that member's client URLs. A record is
+//! written through raft only when it changes, but every announcement reaches the leader, which
+//! remembers when it last heard each one and withdraws a publication not renewed within the
+//! publication TTL (its gateway stopped), so MemberList, like etcd's, lists URLs that answer.
+
+use crate::node::{Node, NodeError};
+use crate::state_machine::Command;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+const PREFIX: &[u8] = b"gateway/";
+
+/// The metadata record of a published gateway: keyed by its client URLs, valued by the member
+/// it prefers.
+pub fn record(member_id: u64, client_urls: &[String]) -> (Vec<u8>, Vec<u8>) {
+    let mut key = PREFIX.to_vec();
+    key.extend_from_slice(client_urls.join(",").as_bytes());
+    (key, member_id.to_be_bytes().to_vec())
+}
+
+fn urls_of(key: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(&key[PREFIX.len().min(key.len())..])
+        .split(',')
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Published gateways' client URLs, by the member they prefer.
+pub fn by_member(node: &Node) -> BTreeMap<u64, Vec<String>> {
+    let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let records = node.store().meta_with_prefix(PREFIX).unwrap_or_default();
+    for (k, v) in records {
+        let Ok(id) = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes) else {
+            continue;
+        };
+        out.entry(id).or_default().extend(urls_of(&k));
+    }
+    out
+}
+
+/// When the leader last heard each publication (leader only, in memory).
+pub struct Liveness {
+    ttl: Duration,
+    heard: Mutex<HashMap<Vec<u8>, Instant>>,
+    leading_since: Mutex<Option<Instant>>,
+}
+
+impl Liveness {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            heard: Mutex::new(HashMap::new()),
+            leading_since: Mutex::new(None),
+        }
+    }
+
+    /// This member started (`true`) or stopped leading.
+    pub fn leading(&self, leading: bool) {
+        let mut since = self.leading_since.lock();
+        match (leading, *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {
+                *since = None;
+                self.heard.lock().clear();
+            }
+            _ => {}
+        }
+    }
+
+    fn heard(&self, key: Vec<u8>) {
+        self.heard.lock().insert(key, Instant::now());
+    }
+
+    /// Of `keys`, those not heard within the TTL; none until this member has led for a whole
+    /// TTL (every live gateway has announced itself to it by then).
+    fn stale(&self, keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let now = Instant::now();
+        let led_long_enough = self
+            .leading_since
+            .lock()
+            .is_some_and(|t| now.duration_since(t) >= self.ttl);
+        if !led_long_enough {
+            return Vec::new();
+        }
+        let mut heard = self.heard.lock();
+        heard.retain(|_, t| now.duration_since(*t) < self.ttl);
+        keys.into_iter()
+            .filter(|k| !heard.contains_key(k))
+            .collect()
+    }
+}
+
+/// Records that a gateway serving `client_urls` prefers `member_id` (the receiving member
+/// when 0). Runs on the leader (others forward it), which notes that the gateway is alive.
+pub async fn publish(
+    node: &Node,
+    member_id: u64,
+    client_urls: Vec<String>,
+) -> Result<(), NodeError> {
+    node.require_leader()?;
+    let member_id = if member_id == 0 {
+        node.identity().member_id
+    } else {
+        member_id
+    };
+    let (key, value) = record(member_id, &client_urls);
+    node.gateways().heard(key.clone());
+    let known = node
+        .store()
+        .meta_with_prefix(&key)?
+        .into_iter()
+        .any(|(k, v)| k == key && v == value);
+    if !known {
+        node.write(Command::PublishGateway {
+            member_id,
+            client_urls,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// On the leader: withdraws publications whose gateway has not announced itself within the
+/// TTL.
+pub async fn withdraw_stale(node: &Node) {
+    let Ok(records) = node.store().meta_with_prefix(PREFIX) else {
+        return;
+    };
+    let stale = node
+        .gateways()
+        .stale(records.into_iter().map(|(k, _)| k).collect());
+    for key in stale {
+        let client_urls = urls_of(&key);
+        tracing::info!(gateway = ?client_urls, "withdrawing the publication of a silent gateway");
+        if let Err(e) = node.write(Command::WithdrawGateway { client_urls }).await {
+            tracing::warn!(error = %e, "withdrawing a gateway publication failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_only_after_a_whole_ttl_of_leadership() {
+        let l = Liveness::new(Duration::from_millis(30));
+        let (a, b) = (b"gateway/a".to_vec(), b"gateway/b".to_vec());
+        assert!(l.stale(vec![a.clone()]).is_empty(), "not leading");
+        l.leading(true);
+        assert!(
+            l.stale(vec![a.clone()]).is_empty(),
+            "leading for less than the TTL"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        l.heard(b.clone());
+        assert_eq!(l.stale(vec![a.clone(), b.clone()]), vec![a.clone()]);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            l.stale(vec![b.clone()]),
+            vec![b],
+            "not heard again within the TTL"
+        );
+        l.leading(false);
+        assert!(l.stale(vec![a]).is_empty());
+    }
+}
