@@ -328,8 +328,10 @@ async fn silent_gateways_are_withdrawn_from_member_list() -> Result<()> {
         let mut c = Cluster::start(engine, 3, 2, &["--gateway-publication-ttl", "10s"])?;
         c.leader(0).await?;
         let (a, b) = (c.gateway(0), c.gateway(1));
+        let mut both = vec![a.clone(), b.clone()];
+        both.sort();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while listed_client_urls(&c, 0).await? != [a.clone(), b.clone()] {
+        while listed_client_urls(&c, 0).await? != both {
             if Instant::now() > deadline {
                 let urls = listed_client_urls(&c, 0).await?;
                 bail!("{engine}: both gateways never listed: {urls:?}");
