@@ -69,10 +69,12 @@ impl KeepAliveHub {
     }
 }
 
-/// The upstream stream: batches go out on `tx`, answers come back on `replies`.
+/// The upstream stream: batches go out on `tx`, answers come back on `replies`; `member` is
+/// the index of the member it goes to.
 struct Link {
     tx: mpsc::Sender<RenewBatch>,
     replies: Streaming<RenewReply>,
+    member: usize,
 }
 
 struct InFlight {
@@ -139,7 +141,13 @@ impl Mux {
         if self.link.is_none() {
             let (tx, rx) = mpsc::channel(64);
             match self.upstream.renew_stream(rx).await {
-                Ok(replies) => self.link = Some(Link { tx, replies }),
+                Ok((replies, member)) => {
+                    self.link = Some(Link {
+                        tx,
+                        replies,
+                        member,
+                    })
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "keep-alive stream could not be opened");
                     self.last_error = Some(e);
@@ -235,10 +243,17 @@ impl Mux {
         }
     }
 
-    /// Answers renewals past their deadline with the last error seen, and drops a stream
-    /// whose oldest batch has waited longer than the request timeout (a hung member).
+    /// Answers renewals past their deadline with the last error seen, drops a stream whose
+    /// oldest batch has waited longer than the request timeout (a hung member), and closes an
+    /// idle stream to a member that no longer leads (the next batch goes to the leader).
     fn expire(&mut self) {
         let now = Instant::now();
+        if self.in_flight.is_empty()
+            && let (Some(link), Some(leader)) = (&self.link, self.upstream.leader_hint())
+            && link.member != leader
+        {
+            self.link = None;
+        }
         if self
             .in_flight
             .values()

@@ -1,8 +1,11 @@
 //! Connections to the storaged members. Every client request becomes one call here.
 //!
-//! The gateway prefers the first reachable `--storage-endpoints` entry: requests go there,
-//! and that member forwards to the raft leader what only the leader may serve. When the
-//! preferred member cannot be reached, the next one is tried (and preferred from then on).
+//! The gateway prefers the first reachable `--storage-endpoints` entry. Requests only the
+//! leader may serve (writes, linearizable reads, lease operations) go to the member that
+//! leads, as last seen by a probe of every member each second; the others (serializable reads,
+//! watches, membership and status calls) go to the preferred member, which forwards what it
+//! must. A stale leader hint costs one forwarding hop, never correctness. When a member cannot
+//! be reached, the next one is tried (and preferred from then on).
 //! A request is retried on another member only when it cannot have taken effect: the
 //! connection failed before it was sent, or the member answered that there is no leader.
 
@@ -20,7 +23,7 @@ use metastore_internal_proto::storage::{
 };
 use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,10 +47,17 @@ struct Member {
     streams: StorageClient<Channel>,
 }
 
+/// `Upstream::leader` when no member is known to lead.
+const NO_LEADER: usize = usize::MAX;
+
 #[derive(Clone)]
 pub struct Upstream {
     members: Arc<Vec<Member>>,
     preferred: Arc<AtomicUsize>,
+    /// Index of the member that leads, as last probed (`NO_LEADER` when unknown).
+    leader: Arc<AtomicUsize>,
+    /// Whether the preferred member was a learner at the last probe.
+    preferred_is_learner: Arc<AtomicBool>,
     next_request_id: Arc<AtomicU64>,
 }
 
@@ -90,19 +100,22 @@ impl Upstream {
         Ok(Self {
             members: Arc::new(members),
             preferred: Arc::new(AtomicUsize::new(0)),
+            leader: Arc::new(AtomicUsize::new(NO_LEADER)),
+            preferred_is_learner: Arc::new(AtomicBool::new(false)),
             next_request_id: Arc::new(AtomicU64::new(1)),
         })
     }
 
-    /// Moves the preference back to an earlier `--storage-endpoints` entry once it answers
-    /// again (checked every second while a later entry is preferred), so a gateway prefers the
-    /// first healthy member. Call once, inside the runtime.
+    /// Every second: finds which member leads (asking every member for its status), and
+    /// moves the preference back to an earlier `--storage-endpoints` entry once it answers
+    /// again, so a gateway prefers the first healthy member. Call once, inside the runtime.
     pub fn spawn_recovery(&self) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RECOVERY_INTERVAL);
             loop {
                 tick.tick().await;
+                this.probe_leader().await;
                 let current = this.preferred.load(Ordering::Relaxed);
                 for i in 0..current {
                     let mut client = this.members[i].client.clone();
@@ -116,6 +129,39 @@ impl Upstream {
                 }
             }
         });
+    }
+
+    /// Asks every member for its status; the member whose id is the leader they report
+    /// becomes the leader hint (none when no member answers as leader).
+    async fn probe_leader(&self) {
+        let probes = self.members.iter().map(|m| {
+            let mut client = m.client.clone();
+            async move {
+                let mut probe = tonic::Request::new(StatusRequest {});
+                probe.set_timeout(RECOVERY_INTERVAL);
+                let status = client.status(probe).await.ok()?.into_inner().status?;
+                Some((status.header?.member_id, status.leader, status.is_learner))
+            }
+        });
+        let answers = futures::future::join_all(probes).await;
+        let leader = answers
+            .iter()
+            .position(|a| matches!(a, Some((id, leader, _)) if *leader != 0 && id == leader))
+            .unwrap_or(NO_LEADER);
+        self.leader.store(leader, Ordering::Relaxed);
+        let preferred = self.preferred.load(Ordering::Relaxed) % self.members.len();
+        let learner = matches!(answers[preferred], Some((_, _, true)));
+        self.preferred_is_learner.store(learner, Ordering::Relaxed);
+    }
+
+    /// The member to try first for a request only the leader serves: the leader when known,
+    /// unless this gateway prefers a learner (whose refusals etcd clients of it expect).
+    pub fn leader_hint(&self) -> Option<usize> {
+        if self.preferred_is_learner.load(Ordering::Relaxed) {
+            return None;
+        }
+        let i = self.leader.load(Ordering::Relaxed);
+        (i < self.members.len()).then_some(i)
     }
 
     fn context(&self, consistency: Consistency) -> RequestContext {
@@ -160,6 +206,13 @@ impl Upstream {
                     }
                     Err(status) if not_sent(&status) => {
                         tracing::debug!(member = %self.members[i].url, %status, "storage member unreachable");
+                        // An unreachable member is no leader to aim at until probed again.
+                        let _ = self.leader.compare_exchange(
+                            i,
+                            NO_LEADER,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         last = Some(status);
                     }
                     Err(status) => return Err(error::from_upstream(&status)),
@@ -276,45 +329,66 @@ impl Upstream {
         }
     }
 
-    /// Opens a long-lived stream on the preferred member with `open`. When that fails the
-    /// next member becomes preferred, so the caller's next attempt reaches another member.
-    async fn open_stream<T, F, Fut>(&self, open: F) -> Result<T, Error>
+    /// Opens a long-lived stream with `open` on member `first` when given, else on the
+    /// preferred member; returns it with the member's index. When the member cannot be
+    /// reached the hint is dropped or the next member becomes preferred, so the caller's next
+    /// attempt reaches another member.
+    async fn open_stream<T, F, Fut>(
+        &self,
+        first: Option<usize>,
+        open: F,
+    ) -> Result<(T, usize), Error>
     where
         F: FnOnce(StorageClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let i = self.preferred.load(Ordering::Relaxed) % self.members.len();
+        let n = self.members.len();
+        let i = first.unwrap_or_else(|| self.preferred.load(Ordering::Relaxed)) % n;
         match open(self.members[i].streams.clone()).await {
-            Ok(r) => Ok(r.into_inner()),
+            Ok(r) => Ok((r.into_inner(), i)),
             Err(status) => {
-                let _ = self.preferred.compare_exchange(
-                    i,
-                    (i + 1) % self.members.len(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                if first.is_some() {
+                    let _ = self.leader.compare_exchange(
+                        i,
+                        NO_LEADER,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                } else {
+                    let _ = self.preferred.compare_exchange(
+                        i,
+                        (i + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
                 Err(error::from_upstream(&status))
             }
         }
     }
 
-    /// Opens one upstream watch. `asks` carries the start request and later progress asks.
+    /// Opens one upstream watch on the preferred member. `asks` carries the start request and
+    /// later progress asks.
     pub async fn watch(
         &self,
         asks: mpsc::Receiver<WatchUpstreamRequest>,
     ) -> Result<Streaming<WatchUpstreamResponse>, Error> {
-        self.open_stream(|mut c| async move { c.watch(ReceiverStream::new(asks)).await })
-            .await
+        self.open_stream(None, |mut c| async move {
+            c.watch(ReceiverStream::new(asks)).await
+        })
+        .await
+        .map(|(s, _)| s)
     }
 
-    /// Opens the keep-alive stream (batched lease renewals of all this gateway's clients).
+    /// Opens the keep-alive stream (batched lease renewals of all this gateway's clients) on
+    /// the leader when it is known; returns it with the member's index.
     pub async fn renew_stream(
         &self,
         batches: mpsc::Receiver<RenewBatch>,
-    ) -> Result<Streaming<RenewReply>, Error> {
-        self.open_stream(
-            |mut c| async move { c.lease_keep_alive(ReceiverStream::new(batches)).await },
-        )
+    ) -> Result<(Streaming<RenewReply>, usize), Error> {
+        self.open_stream(self.leader_hint(), |mut c| async move {
+            c.lease_keep_alive(ReceiverStream::new(batches)).await
+        })
         .await
     }
 
@@ -339,8 +413,12 @@ impl Upstream {
             op: Some(op),
         };
         // Serializable reads may be answered by any member: spread them over all of them.
-        let first = (consistency == Consistency::Serializable)
-            .then(|| self.next_request_id.load(Ordering::Relaxed) as usize);
+        // Everything else is served by the leader: go there directly when it is known.
+        let first = if consistency == Consistency::Serializable {
+            Some(self.next_request_id.load(Ordering::Relaxed) as usize)
+        } else {
+            self.leader_hint()
+        };
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let response = self
