@@ -18,6 +18,10 @@ use tonic::Streaming;
 
 /// Most renewals in one batch.
 const MAX_BATCH: usize = 4096;
+/// Batches sent and not yet answered; more renewals wait and leave together. Kept below what
+/// storaged buffers per stream, so its answers never wait for this side to read them while
+/// this side waits to send.
+const MAX_IN_FLIGHT: usize = 32;
 /// Renewals waiting in the gateway before callers are slowed down.
 const QUEUE: usize = 65_536;
 /// How often deadlines are checked and a paused sender resumes.
@@ -132,9 +136,13 @@ impl Mux {
         }
     }
 
-    /// Sends everything queued, in batches, opening the upstream stream if needed.
+    /// Sends what is queued, in batches (at most [`MAX_IN_FLIGHT`] unanswered), opening the
+    /// upstream stream if needed.
     async fn send_queued(&mut self) {
-        if self.queue.is_empty() || self.paused_until.is_some_and(|t| Instant::now() < t) {
+        if self.queue.is_empty()
+            || self.in_flight.len() >= MAX_IN_FLIGHT
+            || self.paused_until.is_some_and(|t| Instant::now() < t)
+        {
             return;
         }
         self.paused_until = None;
@@ -156,7 +164,7 @@ impl Mux {
                 }
             }
         }
-        while !self.queue.is_empty() {
+        while !self.queue.is_empty() && self.in_flight.len() < MAX_IN_FLIGHT {
             let n = self.queue.len().min(MAX_BATCH);
             let renewals: Vec<Pending> = self.queue.drain(..n).collect();
             let seq = self.next_seq;

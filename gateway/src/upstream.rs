@@ -262,13 +262,21 @@ impl Upstream {
     }
 
     /// Raft and store facts of the preferred member (Maintenance.Status).
+    /// Also refreshes whether the preferred member is a learner, so the gateway routes as the
+    /// status it reports says (a learner's gateway does not aim at the leader).
     pub async fn status(&self) -> Result<StatusResponse, Error> {
-        self.on_member(|mut c| async move {
-            c.status(StatusRequest {})
-                .await
-                .map(tonic::Response::into_inner)
-        })
-        .await
+        let reply = self
+            .on_member(|mut c| async move {
+                c.status(StatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await?;
+        if let Some(status) = &reply.status {
+            self.preferred_is_learner
+                .store(status.is_learner, Ordering::Relaxed);
+        }
+        Ok(reply)
     }
 
     pub async fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, Error> {
