@@ -106,34 +106,22 @@ impl Upstream {
         })
     }
 
-    /// Every second: finds which member leads (asking every member for its status), and
-    /// moves the preference back to an earlier `--storage-endpoints` entry once it answers
-    /// again, so a gateway prefers the first healthy member. Call once, inside the runtime.
+    /// Every second asks every member for its status: the member whose id is the leader they
+    /// report becomes the leader hint, and the preference moves back to the earliest
+    /// `--storage-endpoints` entry that answers, so a gateway prefers the first healthy
+    /// member. Call once, inside the runtime.
     pub fn spawn_recovery(&self) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RECOVERY_INTERVAL);
             loop {
                 tick.tick().await;
-                this.probe_leader().await;
-                let current = this.preferred.load(Ordering::Relaxed);
-                for i in 0..current {
-                    let mut client = this.members[i].client.clone();
-                    let mut probe = tonic::Request::new(MemberInfoRequest {});
-                    probe.set_timeout(RECOVERY_INTERVAL);
-                    if client.member_info(probe).await.is_ok() {
-                        tracing::info!(member = %this.members[i].url, "preferring storage member again");
-                        this.preferred.store(i, Ordering::Relaxed);
-                        break;
-                    }
-                }
+                this.probe().await;
             }
         });
     }
 
-    /// Asks every member for its status; the member whose id is the leader they report
-    /// becomes the leader hint (none when no member answers as leader).
-    async fn probe_leader(&self) {
+    async fn probe(&self) {
         let probes = self.members.iter().map(|m| {
             let mut client = m.client.clone();
             async move {
@@ -149,6 +137,11 @@ impl Upstream {
             .position(|a| matches!(a, Some((id, leader, _)) if *leader != 0 && id == leader))
             .unwrap_or(NO_LEADER);
         self.leader.store(leader, Ordering::Relaxed);
+        let current = self.preferred.load(Ordering::Relaxed) % self.members.len();
+        if let Some(i) = answers[..current].iter().position(Option::is_some) {
+            tracing::info!(member = %self.members[i].url, "preferring storage member again");
+            self.preferred.store(i, Ordering::Relaxed);
+        }
         let preferred = self.preferred.load(Ordering::Relaxed) % self.members.len();
         let learner = matches!(answers[preferred], Some((_, _, true)));
         self.preferred_is_learner.store(learner, Ordering::Relaxed);
@@ -420,15 +413,16 @@ impl Upstream {
             context: Some(self.context(consistency)),
             op: Some(op),
         };
-        // Serializable reads may be answered by any member: spread them over all of them.
-        // Everything else is served by the leader: go there directly when it is known.
-        let first = if consistency == Consistency::Serializable {
-            Some(self.next_request_id.load(Ordering::Relaxed) as usize)
-        } else {
-            self.leader_hint()
-        };
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
+            // Serializable reads may be answered by any member: spread them over all of them.
+            // Everything else is served by the leader: go there directly when it is known
+            // (asked again on every attempt, as a retry usually follows a leader change).
+            let first = if consistency == Consistency::Serializable {
+                Some(self.next_request_id.load(Ordering::Relaxed) as usize)
+            } else {
+                self.leader_hint()
+            };
             let response = self
                 .on_member_from(first, |mut c| {
                     let request = request.clone();
