@@ -213,16 +213,13 @@ enum Change {
 }
 
 fn check_reconfiguration(node: &Node, change: Change) -> Result<(), MembershipError> {
-    let (add, remove) = match change {
-        Change::Add | Change::Promote => (Some(()), None),
-        Change::Remove(id) => (None, Some(id)),
-    };
     let all = members(node);
     let mut voters: Vec<&Member> = all.iter().filter(|m| !m.is_learner).collect();
-    if let Some(r) = remove {
+    if let Change::Remove(r) = change {
         voters.retain(|m| m.id != r);
     }
-    let size = voters.len() + usize::from(add.is_some());
+    let adds_voter = matches!(change, Change::Add | Change::Promote);
+    let size = voters.len() + usize::from(adds_voter);
     let started = voters.iter().filter(|m| !m.name.is_empty()).count()
         + usize::from(change == Change::Promote);
     // etcd lets a 1-member cluster add a second voter (to restore a cluster from one member).

@@ -58,7 +58,7 @@ impl Renewer {
             return Err(NodeError::Learner);
         }
         match self.node.lease_renew(&batch.ids) {
-            Ok((_, ttls)) => Ok(RenewReply {
+            Ok(ttls) => Ok(RenewReply {
                 ttls,
                 ..Default::default()
             }),

@@ -43,8 +43,18 @@ impl Lessor {
         }
     }
 
-    pub fn checkpointing(&self) -> bool {
+    fn checkpointing(&self) -> bool {
         self.checkpoint.is_some()
+    }
+
+    /// The TTL a lease of granted `ttl` starts with under a new leader: its checkpointed
+    /// `remaining` TTL when checkpointing is on and one was recorded, else the full TTL.
+    pub fn starting_ttl(&self, ttl: i64, remaining: i64) -> i64 {
+        if remaining > 0 && self.checkpointing() {
+            remaining
+        } else {
+            ttl
+        }
     }
 
     /// When a lease with `remaining` seconds left should next be checkpointed: only leases

@@ -233,12 +233,12 @@ impl Node {
         })
     }
 
-    /// Renews leases on the leader: the current revision and, for each id, its TTL, or 0
-    /// when the lease does not exist or has expired, as etcd answers a keep-alive.
-    pub fn lease_renew(&self, ids: &[i64]) -> Result<(i64, Vec<i64>), NodeError> {
+    /// Renews leases on the leader: for each id its TTL, or 0 when the lease does not exist
+    /// or has expired, as etcd answers a keep-alive.
+    pub fn lease_renew(&self, ids: &[i64]) -> Result<Vec<i64>, NodeError> {
         self.require_leader()?;
-        let (revision, granted) = self.store.lease_ttls(ids);
-        let ttls = ids
+        let granted = self.store.lease_ttls(ids);
+        Ok(ids
             .iter()
             .zip(granted)
             .map(|(&id, lease)| {
@@ -246,8 +246,7 @@ impl Node {
                     .and_then(|(ttl, remaining)| self.lessor.renew(id, ttl, remaining > 0))
                     .unwrap_or(0)
             })
-            .collect();
-        Ok((revision, ttls))
+            .collect())
     }
 
     pub fn lease_time_to_live(
@@ -261,13 +260,10 @@ impl Node {
                 header: header(revision),
                 id: req.id,
                 // Not tracked yet (leadership is new): what the lease will be given.
-                ttl: self.lessor.remaining(req.id).unwrap_or(
-                    if record.remaining > 0 && self.lessor.checkpointing() {
-                        record.remaining
-                    } else {
-                        record.ttl
-                    },
-                ),
+                ttl: self
+                    .lessor
+                    .remaining(req.id)
+                    .unwrap_or_else(|| self.lessor.starting_ttl(record.ttl, record.remaining)),
                 granted_ttl: record.ttl,
                 keys: if req.keys {
                     record.keys.into_iter().collect()
@@ -310,12 +306,8 @@ impl Node {
         self.gateways.leading(true);
         if !self.lessor_primed.swap(true, Ordering::Relaxed) {
             for (id, ttl, remaining) in self.store.leases() {
-                let left = if remaining > 0 && self.lessor.checkpointing() {
-                    remaining
-                } else {
-                    ttl
-                };
-                self.lessor.start(id, ttl, left);
+                self.lessor
+                    .start(id, ttl, self.lessor.starting_ttl(ttl, remaining));
             }
             return;
         }

@@ -76,15 +76,12 @@ impl Store {
         self.state.read().leases.get(id).cloned()
     }
 
-    /// The current revision and, for each of `ids`, its granted and checkpointed remaining
-    /// TTL (`None`: no such lease).
-    pub fn lease_ttls(&self, ids: &[i64]) -> (i64, Vec<Option<(i64, i64)>>) {
+    /// For each of `ids`, its granted and checkpointed remaining TTL (`None`: no such lease).
+    pub fn lease_ttls(&self, ids: &[i64]) -> Vec<Option<(i64, i64)>> {
         let state = self.state.read();
-        let ttls = ids
-            .iter()
+        ids.iter()
             .map(|id| state.leases.get(*id).map(|r| (r.ttl, r.remaining)))
-            .collect();
-        (state.current, ttls)
+            .collect()
     }
 
     pub fn lease_exists(&self, id: i64) -> bool {
