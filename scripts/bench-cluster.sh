@@ -10,7 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-B=$CARGO_TARGET_DIR/debug
+B=$CARGO_TARGET_DIR/release
 TOTAL=20000; CLIENTS=16; CATCHUP=100000; KA_CLIENTS="16 256"; ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in

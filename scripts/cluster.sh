@@ -7,8 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-cargo build --workspace --all-targets
-BIN=$CARGO_TARGET_DIR/debug
+cargo build --release --workspace --all-targets
+BIN=$CARGO_TARGET_DIR/release
 PIDS=""
 trap 'kill $PIDS 2>/dev/null' EXIT
 for i in 1 2 3; do

@@ -5,8 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-[ "${1:-}" = "--no-build" ] || cargo build --workspace --all-targets
-BIN=$CARGO_TARGET_DIR/debug
+[ "${1:-}" = "--no-build" ] || cargo build --release --workspace --all-targets
+BIN=$CARGO_TARGET_DIR/release
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT
 mkdir -p "$ROOT/usr/local/bin" "$ROOT/data" "$ROOT/tmp"

@@ -6,8 +6,8 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-cargo build --workspace --all-targets
-BIN=$CARGO_TARGET_DIR/debug
+cargo build --release --workspace --all-targets
+BIN=$CARGO_TARGET_DIR/release
 ENGINE=${METASTORE_ENGINE:-rocksdb}
 "$BIN/metastore-storaged" --name default --engine "$ENGINE" &
 STORAGED=$!

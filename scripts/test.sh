@@ -6,11 +6,12 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
-export METASTORE_BIN_DIR=$CARGO_TARGET_DIR/debug
+# One profile for everything (see Cargo.toml): what is tested is what ships.
+export METASTORE_BIN_DIR=$CARGO_TARGET_DIR/release
 cargo fmt --all --check
-cargo build --workspace --all-targets
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+cargo build --release --workspace --all-targets
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace
 for engine in memory rocksdb; do
   echo "== etcdctl conformance ($engine)"
   tests/compat/etcdctl.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"

@@ -4,6 +4,8 @@
 //! the YAML file named by `--config` (keys are the flag names), then built-in defaults. Every
 //! failure here is one line of text for the operator; the binaries print it and exit non-zero.
 
+pub mod rpc;
+
 use serde::de::DeserializeOwned;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -73,16 +75,29 @@ pub async fn bind_all(flag: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListene
     Ok(listeners)
 }
 
+/// Makes every panic stop the process (after logging it): a member or gateway never keeps
+/// running with a task that died half way through changing its state. Called first thing by
+/// both binaries; tests, which need unwinding, don't call it.
+pub fn fail_stop() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "panic: stopping the process");
+        std::process::abort();
+    }));
+}
+
 /// Logs to stderr; `RUST_LOG` wins over `level`.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // openraft logs every election step at info and every failed RPC to a stopped member
-        // as a warning (several per second); keep its errors only unless asked for (RUST_LOG
-        // or an explicit openraft directive). Member health shows in endpoint status.
+        // openraft logs every election step at info; its warnings (a peer unreachable, a
+        // snapshot or append that timed out) are what an operator needs to see when a member
+        // does not catch up, so they stay on unless asked otherwise (RUST_LOG or an explicit
+        // openraft directive).
         let spec = if level.contains("openraft") {
             level.to_string()
         } else {
-            format!("{level},openraft=error")
+            format!("{level},openraft=warn")
         };
         tracing_subscriber::EnvFilter::new(spec)
     });

@@ -2,8 +2,8 @@
 //! environment variables, a YAML `--config` file, then defaults.
 
 use crate::etcd::watch::WatchLimits;
-use crate::validate::Limits;
 use clap::Parser;
+use metastore_request::Limits;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

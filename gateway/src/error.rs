@@ -38,6 +38,9 @@ pub enum Error {
     NotLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// A write whose outcome is unknown after a leader change (it may still be applied).
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutLeaderFail,
     #[error("etcdserver: leader changed")]
     LeaderChanged,
     #[error("etcdserver: member ID already exist")]
@@ -98,7 +101,9 @@ impl Error {
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
             Error::NotLeader => Code::FailedPrecondition,
-            Error::NoLeader | Error::Timeout | Error::Unavailable(_) => Code::Unavailable,
+            Error::NoLeader | Error::Timeout | Error::TimeoutLeaderFail | Error::Unavailable(_) => {
+                Code::Unavailable
+            }
             Error::Internal(_) => Code::Unknown,
         }
     }
@@ -111,6 +116,22 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         e.to_status()
+    }
+}
+
+impl From<metastore_request::Invalid> for Error {
+    fn from(e: metastore_request::Invalid) -> Self {
+        use metastore_request::Invalid;
+        match e {
+            Invalid::EmptyKey => Error::EmptyKey,
+            Invalid::ValueProvided => Error::ValueProvided,
+            Invalid::LeaseProvided => Error::LeaseProvided,
+            Invalid::TooManyOps => Error::TooManyOps,
+            Invalid::DuplicateKey => Error::DuplicateKey,
+            Invalid::InvalidSortOption => Error::InvalidSortOption,
+            Invalid::RequestTooLarge => Error::RequestTooLarge,
+            Invalid::EmptyOp => Error::KeyNotFound,
+        }
     }
 }
 
@@ -137,9 +158,16 @@ impl From<StorageError> for Error {
             Ok(ErrorCode::LearnerUnsupported) => Error::LearnerUnsupported,
             Ok(ErrorCode::NotEnoughStarted) => Error::NotEnoughStarted,
             Ok(ErrorCode::UnhealthyCluster) => Error::Unhealthy,
-            Ok(ErrorCode::InvalidRequest) if e.detail.contains("sort option") => {
-                Error::InvalidSortOption
-            }
+            Ok(ErrorCode::EmptyKey) => Error::EmptyKey,
+            Ok(ErrorCode::ValueProvided) => Error::ValueProvided,
+            Ok(ErrorCode::LeaseProvided) => Error::LeaseProvided,
+            Ok(ErrorCode::TooManyOps) => Error::TooManyOps,
+            Ok(ErrorCode::DuplicateKey) => Error::DuplicateKey,
+            Ok(ErrorCode::InvalidSortOption) => Error::InvalidSortOption,
+            Ok(ErrorCode::RequestTooLarge) => Error::RequestTooLarge,
+            Ok(ErrorCode::OutcomeUnknown) => Error::TimeoutLeaderFail,
+            // Applied by an earlier attempt whose answer was lost: as unknown to the client.
+            Ok(ErrorCode::DuplicateRequest) => Error::Timeout,
             _ => Error::Internal(e.detail),
         }
     }
@@ -234,6 +262,11 @@ mod tests {
                 "etcdserver: leader changed",
             ),
             (
+                Error::TimeoutLeaderFail,
+                Code::Unavailable,
+                "etcdserver: request timed out, possibly due to previous leader failure",
+            ),
+            (
                 Error::MemberExists,
                 Code::FailedPrecondition,
                 "etcdserver: member ID already exist",
@@ -319,6 +352,11 @@ mod tests {
             e(ErrorCode::BadLeaderTransferee),
             Error::BadLeaderTransferee
         );
+        assert_eq!(e(ErrorCode::OutcomeUnknown), Error::TimeoutLeaderFail);
+        assert_eq!(e(ErrorCode::DuplicateRequest), Error::Timeout);
+        assert_eq!(e(ErrorCode::InvalidSortOption), Error::InvalidSortOption);
+        assert_eq!(e(ErrorCode::EmptyKey), Error::EmptyKey);
+        assert_eq!(e(ErrorCode::DuplicateKey), Error::DuplicateKey);
         assert!(matches!(e(ErrorCode::StorageFailure), Error::Internal(_)));
     }
 }

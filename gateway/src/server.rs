@@ -1,6 +1,5 @@
 //! Listeners and service registration.
 
-use crate::authority::AuthorityFix;
 use crate::config::Config;
 use crate::etcd::cluster::ClusterService;
 use crate::etcd::kv::KvService;
@@ -8,6 +7,7 @@ use crate::etcd::lease::LeaseService;
 use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
 use crate::keepalive::KeepAliveHub;
+use crate::listen::authority::AuthorityFix;
 use crate::upstream::Upstream;
 use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;

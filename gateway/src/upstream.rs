@@ -7,9 +7,14 @@
 //! must. A stale leader hint costs one forwarding hop, never correctness. When a member cannot
 //! be reached, the next one is tried (and preferred from then on).
 //! A request is retried on another member only when it cannot have taken effect: the
-//! connection failed before it was sent, or the member answered that there is no leader.
+//! connection failed before it was sent, or the member answered that there is no leader
+//! (nothing was proposed); an idempotent one also after `leader changed`. Writes carry this
+//! gateway's id and a request id, kept across retries, so storaged applies each at most once.
+//! Serializable reads carry the newest revision this gateway has answered with, so whichever
+//! member serves them has applied at least that much (a client never reads back in time).
 
 use crate::error::{self, Error};
+use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE, not_sent};
 use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
 use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
@@ -22,18 +27,18 @@ use metastore_internal_proto::storage::{
     WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
+use metastore_request::classify;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// etcd's request timeout with default settings: 5 s + 2 x election timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
-const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
 /// How often an earlier, unreachable storage endpoint is probed again.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause before asking again when a member reports no leader (an election is running).
@@ -47,6 +52,34 @@ struct Member {
     streams: StorageClient<Channel>,
 }
 
+/// An upstream watch whose messages come whole: a response storaged cut into parts (`more`)
+/// is joined before it is handed on, so every revision's events stay together.
+pub struct WatchStream(Streaming<WatchUpstreamResponse>);
+
+impl WatchStream {
+    pub async fn message(&mut self) -> Result<Option<WatchUpstreamResponse>, tonic::Status> {
+        use metastore_internal_proto::storage::watch_upstream_response::Kind;
+        let Some(mut m) = self.0.message().await? else {
+            return Ok(None);
+        };
+        while let Some(Kind::Events(e)) = &mut m.kind
+            && e.more
+        {
+            match self.0.message().await? {
+                Some(WatchUpstreamResponse {
+                    kind: Some(Kind::Events(next)),
+                }) => {
+                    e.events.extend(next.events);
+                    e.header = next.header;
+                    e.more = next.more;
+                }
+                _ => return Err(tonic::Status::data_loss("watch response cut off")),
+            }
+        }
+        Ok(Some(m))
+    }
+}
+
 /// `Upstream::leader` when no member is known to lead.
 const NO_LEADER: usize = usize::MAX;
 
@@ -58,13 +91,42 @@ pub struct Upstream {
     leader: Arc<AtomicUsize>,
     /// Whether the preferred member was a learner at the last probe.
     preferred_is_learner: Arc<AtomicBool>,
+    /// Names this gateway process in request origins (random per start).
+    gateway_id: u64,
     next_request_id: Arc<AtomicU64>,
+    /// The newest store revision any answer of this gateway carried.
+    seen_revision: Arc<AtomicI64>,
 }
 
-/// True when a failed call certainly did not reach the member (so retrying elsewhere is safe).
-fn not_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        && (status.message().contains("connect") || status.message().contains("Connection refused"))
+/// A random, non-zero id for this process.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}
+
+/// The store revision an answer carries.
+fn revision_of(result: &KvResult) -> i64 {
+    let header = match result {
+        KvResult::Range(r) => r.header.as_ref(),
+        KvResult::Put(r) => r.header.as_ref(),
+        KvResult::DeleteRange(r) => r.header.as_ref(),
+        KvResult::Txn(r) => r.header.as_ref(),
+        KvResult::Compact(r) => r.header.as_ref(),
+        KvResult::LeaseGrant(r) => r.header.as_ref(),
+        KvResult::LeaseRevoke(r) => r.header.as_ref(),
+        KvResult::LeaseTimeToLive(r) => r.header.as_ref(),
+        KvResult::LeaseLeases(r) => r.header.as_ref(),
+        KvResult::Error(_) => None,
+    };
+    header.map_or(0, |h| h.revision)
 }
 
 fn storage_failure(e: StorageError) -> Result<(), Error> {
@@ -79,22 +141,23 @@ impl Upstream {
         }
         let mut members = Vec::new();
         for url in endpoints {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|e| format!("--storage-endpoints {url}: {e}"))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .keep_alive_while_idle(true);
-            let client = |endpoint: Endpoint| {
-                StorageClient::new(endpoint.connect_lazy())
-                    .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
-                    .max_encoding_message_size(MAX_INTERNAL_MESSAGE)
+            let client = |timeout| {
+                let options = ChannelOptions {
+                    timeout,
+                    ..ChannelOptions::UNARY
+                };
+                rpc::channel(url, options)
+                    .map_err(|e| format!("--storage-endpoints {e}"))
+                    .map(|channel| {
+                        StorageClient::new(channel)
+                            .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
+                            .max_encoding_message_size(MAX_INTERNAL_MESSAGE)
+                    })
             };
             members.push(Member {
                 url: url.clone(),
-                client: client(endpoint.clone().timeout(REQUEST_TIMEOUT)),
-                streams: client(endpoint),
+                client: client(Some(REQUEST_TIMEOUT))?,
+                streams: client(None)?,
             });
         }
         Ok(Self {
@@ -102,7 +165,9 @@ impl Upstream {
             preferred: Arc::new(AtomicUsize::new(0)),
             leader: Arc::new(AtomicUsize::new(NO_LEADER)),
             preferred_is_learner: Arc::new(AtomicBool::new(false)),
+            gateway_id: random_id(),
             next_request_id: Arc::new(AtomicU64::new(1)),
+            seen_revision: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -128,14 +193,27 @@ impl Upstream {
                 let mut probe = tonic::Request::new(StatusRequest {});
                 probe.set_timeout(RECOVERY_INTERVAL);
                 let status = client.status(probe).await.ok()?.into_inner().status?;
-                Some((status.header?.member_id, status.leader, status.is_learner))
+                let header = status.header?;
+                Some((
+                    header.member_id,
+                    status.leader,
+                    status.is_learner,
+                    header.raft_term,
+                ))
             }
         });
         let answers = futures::future::join_all(probes).await;
+        // A member that was paused or cut off may still think it leads; of the members that
+        // say they lead, the one of the newest term does.
         let leader = answers
             .iter()
-            .position(|a| matches!(a, Some((id, leader, _)) if *leader != 0 && id == leader))
-            .unwrap_or(NO_LEADER);
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                Some((id, leader, _, term)) if *leader != 0 && id == leader => Some((*term, i)),
+                _ => None,
+            })
+            .max()
+            .map_or(NO_LEADER, |(_, i)| i);
         self.leader.store(leader, Ordering::Relaxed);
         let current = self.preferred.load(Ordering::Relaxed) % self.members.len();
         if let Some(i) = answers[..current].iter().position(Option::is_some) {
@@ -143,7 +221,7 @@ impl Upstream {
             self.preferred.store(i, Ordering::Relaxed);
         }
         let preferred = self.preferred.load(Ordering::Relaxed) % self.members.len();
-        let learner = matches!(answers[preferred], Some((_, _, true)));
+        let learner = matches!(answers[preferred], Some((_, _, true, _)));
         self.preferred_is_learner.store(learner, Ordering::Relaxed);
     }
 
@@ -163,6 +241,8 @@ impl Upstream {
             caller: String::new(),
             consistency: consistency as i32,
             forwarded: false,
+            gateway_id: self.gateway_id,
+            min_revision: self.seen_revision.load(Ordering::Relaxed),
         }
     }
 
@@ -373,12 +453,12 @@ impl Upstream {
     pub async fn watch(
         &self,
         asks: mpsc::Receiver<WatchUpstreamRequest>,
-    ) -> Result<Streaming<WatchUpstreamResponse>, Error> {
+    ) -> Result<WatchStream, Error> {
         self.open_stream(None, |mut c| async move {
             c.watch(ReceiverStream::new(asks)).await
         })
         .await
-        .map(|(s, _)| s)
+        .map(|(s, _)| WatchStream(s))
     }
 
     /// Opens the keep-alive stream (batched lease renewals of all this gateway's clients) on
@@ -398,17 +478,15 @@ impl Upstream {
         self.context(Consistency::Linearizable)
     }
 
-    pub async fn kv(&self, consistency: Consistency, op: Op) -> Result<KvResult, Error> {
-        let idempotent = match &op {
-            Op::Range(_) | Op::LeaseTimeToLive(_) | Op::LeaseLeases(_) => true,
-            Op::Txn(t) => t.success.iter().chain(&t.failure).all(|o| {
-                matches!(
-                    o.request,
-                    Some(metastore_proto::etcdserverpb::request_op::Request::RequestRange(_))
-                )
-            }),
-            _ => false,
+    /// One KV or lease request, routed and retried by its class.
+    pub async fn kv(&self, op: Op) -> Result<KvResult, Error> {
+        let class = classify(&op);
+        let consistency = if class.serializable() {
+            Consistency::Serializable
+        } else {
+            Consistency::Linearizable
         };
+        let idempotent = class.idempotent;
         let request = KvRequest {
             context: Some(self.context(consistency)),
             op: Some(op),
@@ -441,7 +519,11 @@ impl Upstream {
                     tokio::time::sleep(NO_LEADER_BACKOFF).await;
                 }
                 Some(KvResult::Error(e)) => return Err(e.into()),
-                Some(r) => return Ok(r),
+                Some(r) => {
+                    self.seen_revision
+                        .fetch_max(revision_of(&r), Ordering::Relaxed);
+                    return Ok(r);
+                }
                 None => return Err(Error::Internal("empty storage response".into())),
             }
         }

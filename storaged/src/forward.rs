@@ -3,18 +3,18 @@
 
 use crate::node::{Node, NodeError};
 use crate::raft::Member;
+use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::RequestContext;
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How long a member without a known leader waits for one before failing a request.
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
-const MAX_FORWARD_MESSAGE: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -22,10 +22,7 @@ pub struct Forwarder {
     clients: Arc<Mutex<HashMap<String, StorageClient<Channel>>>>,
 }
 
-/// True when a failed forwarded call certainly did not reach the leader (nothing was done).
-pub fn not_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
-}
+pub use metastore_cli::rpc::not_sent;
 
 impl Forwarder {
     pub fn new(node: Arc<Node>) -> Self {
@@ -65,15 +62,14 @@ impl Forwarder {
         if let Some(c) = clients.get(url) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(FORWARD_TIMEOUT)
-            .connect_lazy();
+        let options = ChannelOptions {
+            timeout: Some(FORWARD_TIMEOUT),
+            ..ChannelOptions::UNARY
+        };
+        let channel = rpc::channel(url, options).map_err(NodeError::Raft)?;
         let client = StorageClient::new(channel)
-            .max_decoding_message_size(MAX_FORWARD_MESSAGE)
-            .max_encoding_message_size(MAX_FORWARD_MESSAGE);
+            .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
+            .max_encoding_message_size(MAX_INTERNAL_MESSAGE);
         clients.insert(url.clone(), client.clone());
         Ok(client)
     }

@@ -4,29 +4,12 @@
 //! remembers when it last heard each one and withdraws a publication not renewed within the
 //! publication TTL (its gateway stopped), so MemberList, like etcd's, lists URLs that answer.
 
+use crate::command::Command;
 use crate::node::{Node, NodeError};
-use crate::state_machine::Command;
+use crate::publication::{PREFIX, record, urls_of};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-
-const PREFIX: &[u8] = b"gateway/";
-
-/// The metadata record of a published gateway: keyed by its client URLs, valued by the member
-/// it prefers.
-pub fn record(member_id: u64, client_urls: &[String]) -> (Vec<u8>, Vec<u8>) {
-    let mut key = PREFIX.to_vec();
-    key.extend_from_slice(client_urls.join(",").as_bytes());
-    (key, member_id.to_be_bytes().to_vec())
-}
-
-fn urls_of(key: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(&key[PREFIX.len().min(key.len())..])
-        .split(',')
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 /// Published gateways' client URLs, by the member they prefer.
 pub fn by_member(node: &Node) -> BTreeMap<u64, Vec<String>> {

@@ -112,19 +112,37 @@ impl Identity {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir)
-                    .and_then(|()| {
-                        std::fs::write(
-                            &path,
-                            format!("{:x} {:x}\n", self.member_id, self.cluster_id),
-                        )
-                    })
+                let text = format!("{:x} {:x}\n", self.member_id, self.cluster_id);
+                write_durably(data_dir, &path, text.as_bytes())
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 Ok(self)
             }
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
+}
+
+/// Writes `path` so that after a crash it holds either nothing or all of `bytes`: a temporary
+/// file, fsynced, renamed into place, and the directory fsynced (the data dir itself too,
+/// when it was just created).
+fn write_durably(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl Renewer {
         if !forwarded && self.node.is_learner() {
             return Err(NodeError::Learner);
         }
-        match self.node.lease_renew(&batch.ids) {
+        match self.node.lease_renew(&batch.ids).await {
             Ok(ttls) => Ok(RenewReply {
                 ttls,
                 ..Default::default()

@@ -75,6 +75,16 @@ impl Lessor {
         self.clocks.lock().insert(id, clock);
     }
 
+    /// Like [`Lessor::start`], with `extend` added to the deadline (leadership just began).
+    pub fn start_extended(&self, id: i64, ttl: i64, remaining: i64, extend: Duration) {
+        let clock = Clock {
+            ttl,
+            deadline: after(remaining) + extend,
+            checkpoint_at: self.next_checkpoint(remaining),
+        };
+        self.clocks.lock().insert(id, clock);
+    }
+
     pub fn forget(&self, id: i64) {
         self.clocks.lock().remove(&id);
         self.to_clear.lock().remove(&id);

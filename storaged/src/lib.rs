@@ -18,7 +18,9 @@
 //! ids; [`config`] reads settings; [`server`] wires it all together.
 
 pub mod cluster;
+pub mod command;
 pub mod config;
+pub mod dedup;
 pub mod engine;
 pub mod forward;
 pub mod gateways;
@@ -27,6 +29,7 @@ pub mod keepalive;
 pub mod lessor;
 pub mod mvcc;
 pub mod node;
+pub mod publication;
 pub mod raft;
 pub mod server;
 pub mod service;

@@ -3,6 +3,7 @@ use metastore_storaged::config::Args;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    metastore_cli::fail_stop();
     let cfg = match Args::parse().resolve() {
         Ok(cfg) => cfg,
         Err(e) => {

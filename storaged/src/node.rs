@@ -6,12 +6,13 @@
 //! leader (writes, linearizable reads, lease bookkeeping) fails here with
 //! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
+use crate::command::{Command, Proposal};
 use crate::gateways::Liveness;
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
 use crate::raft::{Member, Raft, TypeConfig};
-use crate::state_machine::{Applied, Command};
+use crate::state_machine::Applied;
 use metastore_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
@@ -19,7 +20,7 @@ use metastore_proto::etcdserverpb::{
 };
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::RaftError;
+use openraft::errors::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub enum NodeError {
     NotLeader(Option<(u64, Member)>),
     #[error("raft: {0}")]
     Raft(String),
+    /// A write was proposed but its fate is unknown: its entry was discarded by a leader change
+    /// (another leader may still commit it), or raft stopped while it waited. Never retried.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// This member is a learner, which serves only serializable ranges (as in etcd).
     #[error("rpc not supported for learner")]
     Learner,
@@ -52,12 +57,29 @@ where
     }
 }
 
+/// Sorts a failed proposal by what certainly happened: refused before its entry was appended
+/// (not leader: safe to send elsewhere), or appended and then lost track of (unknown).
+fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            NodeError::NotLeader(f.leader_id.zip(f.leader_node))
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+            NodeError::OutcomeUnknown(format!("log entry discarded by a leader change ({f})"))
+        }
+        RaftError::APIError(other) => NodeError::Raft(other.to_string()),
+        RaftError::Fatal(f) => NodeError::OutcomeUnknown(f.to_string()),
+    }
+}
+
 /// Settings of a node beyond its identity.
 pub struct NodeOptions {
     /// The lease checkpoint interval when lease checkpointing is on.
     pub lease_checkpoint: Option<Duration>,
     /// How long a gateway publication lives without being announced again.
     pub gateway_ttl: Duration,
+    /// The raft election timeout (leases are extended by it when leadership begins).
+    pub election_timeout: Duration,
 }
 
 pub struct Node {
@@ -65,8 +87,11 @@ pub struct Node {
     store: Arc<Store>,
     raft: Raft,
     lessor: Lessor,
-    /// Whether the lessor's deadlines belong to the current leadership.
-    lessor_primed: AtomicBool,
+    /// The raft term the lessor's deadlines belong to (0: none yet).
+    lessor_term: AtomicU64,
+    /// Added to every lease's TTL when leadership begins (etcd: the election timeout), so a
+    /// lease renewed on the old leader just before it failed is not expired early.
+    lease_extension: Duration,
     /// Low 48 bits of the next server-allocated lease id (start time, then a counter).
     next_lease_id: AtomicU64,
     /// When the leader last heard each gateway publication.
@@ -92,7 +117,8 @@ impl Node {
             raft,
             lessor: Lessor::new(options.lease_checkpoint),
             gateways: Liveness::new(options.gateway_ttl),
-            lessor_primed: AtomicBool::new(false),
+            lessor_term: AtomicU64::new(0),
+            lease_extension: options.election_timeout,
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
         }
@@ -140,9 +166,13 @@ impl Node {
         }
     }
 
-    /// Proposes `cmd` and waits until it is applied here.
-    pub async fn write(&self, cmd: Command) -> Result<Applied, NodeError> {
-        let resp = self.raft.client_write(cmd).await?;
+    /// Proposes `proposal` and waits until it is applied here.
+    pub async fn write(&self, proposal: impl Into<Proposal>) -> Result<Applied, NodeError> {
+        let resp = self
+            .raft
+            .client_write(proposal.into())
+            .await
+            .map_err(write_error)?;
         self.read_ready.store(true, Ordering::Release);
         Ok(resp.data.0?)
     }
@@ -150,11 +180,19 @@ impl Node {
     /// Confirms with a quorum that this member leads and that everything committed before now
     /// is applied locally.
     async fn linearize(&self) -> Result<(), NodeError> {
+        self.confirm(ReadPolicy::ReadIndex).await
+    }
+
+    /// Like [`Node::linearize`], trusting the leader lease (a quorum acknowledged this
+    /// leadership less than an election timeout ago, so no other leader can exist yet) instead
+    /// of a round trip. A leader that was paused or cut off finds its lease expired and
+    /// refuses: it must not renew leases another leader may be expiring.
+    async fn confirm(&self, policy: ReadPolicy) -> Result<(), NodeError> {
         if !self.read_ready.load(Ordering::Acquire) {
             self.raft.write_blank().await?;
             self.read_ready.store(true, Ordering::Release);
         }
-        self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await?;
+        self.raft.ensure_linearizable(policy).await?;
         Ok(())
     }
 
@@ -176,8 +214,29 @@ impl Node {
         }
     }
 
-    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, NodeError> {
-        if !req.serializable {
+    /// Before a serializable read: waits until this member has applied `min_revision` (the
+    /// newest revision the caller was already told of), so a client's reads never go back in
+    /// time when they move between members. A member that stays behind for
+    /// [`CATCH_UP_WAIT`] answers no leader (nothing happened; the gateway asks another).
+    async fn catch_up(&self, min_revision: i64) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        while self.store.current_revision() < min_revision {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::NotLeader(None));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn range(
+        &self,
+        req: RangeRequest,
+        min_revision: i64,
+    ) -> Result<RangeResponse, NodeError> {
+        if req.serializable {
+            self.catch_up(min_revision).await?;
+        } else {
             self.linearize().await?;
         }
         let store = self.store.clone();
@@ -190,8 +249,11 @@ impl Node {
         &self,
         req: TxnRequest,
         serializable: bool,
+        min_revision: i64,
     ) -> Result<TxnResponse, NodeError> {
-        if !serializable {
+        if serializable {
+            self.catch_up(min_revision).await?;
+        } else {
             self.linearize().await?;
         }
         let store = self.store.clone();
@@ -235,8 +297,9 @@ impl Node {
 
     /// Renews leases on the leader: for each id its TTL, or 0 when the lease does not exist
     /// or has expired, as etcd answers a keep-alive.
-    pub fn lease_renew(&self, ids: &[i64]) -> Result<Vec<i64>, NodeError> {
+    pub async fn lease_renew(&self, ids: &[i64]) -> Result<Vec<i64>, NodeError> {
         self.require_leader()?;
+        self.confirm(ReadPolicy::LeaseRead).await?;
         let granted = self.store.lease_ttls(ids);
         Ok(ids
             .iter()
@@ -249,11 +312,12 @@ impl Node {
             .collect())
     }
 
-    pub fn lease_time_to_live(
+    pub async fn lease_time_to_live(
         &self,
         req: &LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, NodeError> {
         self.require_leader()?;
+        self.confirm(ReadPolicy::LeaseRead).await?;
         let revision = self.store.current_revision();
         Ok(match self.store.lease(req.id) {
             Some(record) => LeaseTimeToLiveResponse {
@@ -281,8 +345,9 @@ impl Node {
         })
     }
 
-    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse, NodeError> {
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, NodeError> {
         self.require_leader()?;
+        self.confirm(ReadPolicy::LeaseRead).await?;
         let revision = self.store.current_revision();
         let mut ids: Vec<i64> = self.store.leases().into_iter().map(|l| l.0).collect();
         ids.sort_unstable();
@@ -299,15 +364,19 @@ impl Node {
     /// etcd's lessor does on promotion (deadlines are not replicated).
     pub async fn tick(&self) {
         if !self.raft.is_leader() {
-            self.lessor_primed.store(false, Ordering::Relaxed);
+            self.lessor_term.store(0, Ordering::Relaxed);
             self.gateways.leading(false);
             return;
         }
         self.gateways.leading(true);
-        if !self.lessor_primed.swap(true, Ordering::Relaxed) {
+        // Every new term of leadership starts the clocks again, even one regained between two
+        // ticks: another leader may have renewed leases meanwhile.
+        let term = self.raft_term();
+        if self.lessor_term.swap(term, Ordering::Relaxed) != term {
             for (id, ttl, remaining) in self.store.leases() {
+                let starting = self.lessor.starting_ttl(ttl, remaining);
                 self.lessor
-                    .start(id, ttl, self.lessor.starting_ttl(ttl, remaining));
+                    .start_extended(id, ttl, starting, self.lease_extension);
             }
             return;
         }
@@ -345,6 +414,8 @@ impl Node {
 }
 
 const LEASE_ID_SUFFIX: u64 = (1 << 48) - 1;
+/// How long a serializable read waits for this member to apply what its caller already saw.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 /// Most lease checkpoints in one log entry (etcd's batch size).
 const MAX_CHECKPOINT_BATCH: usize = 1000;
 

@@ -19,8 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::transport::server::TcpIncoming;
 
-/// Largest internal message: an etcd request at the gateway's limit plus envelope slack.
-const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
+use metastore_cli::rpc::MAX_INTERNAL_MESSAGE;
 
 fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
     let config = openraft::Config {
@@ -31,6 +30,9 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
         max_in_snapshot_log_to_keep: (cfg.snapshot_count / 2).min(5_000),
         purge_batch_size: 1_000,
+        // A member that was cut off or restarted asks before it bumps its term, so it cannot
+        // depose a healthy leader when it comes back.
+        enable_pre_vote: Some(true),
         ..Default::default()
     };
     config.validate().map_err(|e| format!("raft settings: {e}"))
@@ -48,7 +50,7 @@ async fn start_raft(
     let raft = Raft::new(
         identity.member_id,
         Arc::new(raft_config(cfg)?),
-        Network,
+        Network::new(identity.cluster_id),
         log,
         sm,
     )
@@ -102,6 +104,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let options = NodeOptions {
         lease_checkpoint: cfg.lease_checkpoint,
         gateway_ttl: cfg.gateway_publication_ttl,
+        election_timeout: std::time::Duration::from_millis(cfg.election_timeout_ms),
     };
     let node = Arc::new(Node::new(identity, store, raft.clone(), options));
     // Every member ticks; only the leader acts (lease expiry and checkpoints, silent gateways).
@@ -143,7 +146,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     for listener in peer_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving raft peer RPC");
-        let peer = RaftServer::new(PeerService::new(raft.clone()))
+        let peer = RaftServer::new(PeerService::new(raft.clone(), node.identity().cluster_id))
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);
         let router = tonic::transport::Server::builder()

@@ -2,11 +2,12 @@
 //! storaged's errors to internal error codes.
 
 use crate::cluster::{self, MembershipError};
+use crate::command::{Command, Origin, Proposal};
 use crate::forward::{self, Forwarder, LEADER_WAIT};
 use crate::keepalive::Renewer;
 use crate::mvcc::{self, MvccError};
 use crate::node::{Node, NodeError};
-use crate::state_machine::{Applied, Command};
+use crate::state_machine::Applied;
 use crate::watch::{self, WatchHub};
 use futures::{Stream, StreamExt};
 use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
@@ -21,11 +22,12 @@ use metastore_internal_proto::storage::{
     PublishGatewayRequest, PublishGatewayResponse, PublishName, StatusRequest, StatusResponse,
 };
 use metastore_internal_proto::storage::{
-    Consistency, ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse,
-    RenewBatch, RenewReply, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
+    ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, RenewBatch,
+    RenewReply, RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
 use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
+use metastore_request::{Invalid, Limits, classify, validate};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,35 +91,41 @@ impl StorageService {
         self.stamp_values().apply(header);
     }
 
-    async fn execute(&self, op: Op, serializable: bool) -> Result<KvResult, NodeError> {
+    async fn execute(&self, op: Op, ctx: &RequestContext) -> Result<KvResult, NodeError> {
         let node = &self.node;
+        let class = classify(&op);
+        let origin = (ctx.gateway_id != 0).then_some(Origin {
+            gateway: ctx.gateway_id,
+            request: ctx.request_id,
+        });
+        let write = |command| Proposal { origin, command };
+        let min_revision = ctx.min_revision;
         Ok(match op {
-            Op::Range(r) => KvResult::Range(node.range(r).await?),
-            Op::Txn(t) if mvcc::is_read_only_txn(&t) => {
-                KvResult::Txn(node.read_txn(t, serializable).await?)
+            Op::Range(r) => KvResult::Range(node.range(r, min_revision).await?),
+            Op::Txn(t) if !class.is_write() => {
+                KvResult::Txn(node.read_txn(t, class.serializable(), min_revision).await?)
             }
-            Op::Txn(t) => applied(node.write(Command::Txn(t)).await?),
-            Op::Put(p) => applied(node.write(Command::Put(p)).await?),
-            Op::DeleteRange(d) => applied(node.write(Command::DeleteRange(d)).await?),
-            Op::Compact(c) => applied(node.write(Command::Compact(c)).await?),
+            Op::Txn(t) => applied(node.write(write(Command::Txn(t))).await?),
+            Op::Put(p) => applied(node.write(write(Command::Put(p))).await?),
+            Op::DeleteRange(d) => applied(node.write(write(Command::DeleteRange(d))).await?),
+            Op::Compact(c) => applied(node.write(write(Command::Compact(c))).await?),
             Op::LeaseGrant(r) => KvResult::LeaseGrant(node.lease_grant(r).await?),
             Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
-            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r)?),
-            Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases()?),
+            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r).await?),
+            Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases().await?),
         })
     }
 
     /// Runs `op` here, or on the leader when this member does not lead.
     async fn execute_anywhere(&self, req: &KvRequest, op: Op) -> Result<KvResult, NodeError> {
-        let forwarded = req.context.as_ref().is_some_and(|c| c.forwarded);
-        let serializable = req
-            .context
-            .as_ref()
-            .is_some_and(|c| c.consistency == Consistency::Serializable as i32);
+        let ctx = req.context.clone().unwrap_or_default();
+        let forwarded = ctx.forwarded;
+        // Checked here whatever the gateway did: this port can be reached directly.
+        validate::op(&op, &Limits::APPLY).map_err(MvccError::from)?;
         if !forwarded && self.node.is_learner() && !is_serializable_range(&op) {
             return Err(NodeError::Learner);
         }
-        let mut leader = match self.execute(op.clone(), serializable).await {
+        let mut leader = match self.execute(op.clone(), &ctx).await {
             Err(NodeError::NotLeader(leader)) if !forwarded => leader,
             other => return other,
         };
@@ -131,7 +139,7 @@ impl StorageService {
                     .ok_or(NodeError::NotLeader(None))?,
             };
             if id == self.node.identity().member_id {
-                match self.execute(op.clone(), serializable).await {
+                match self.execute(op.clone(), &ctx).await {
                     Err(NodeError::NotLeader(next)) => {
                         leader = next;
                         continue;
@@ -228,12 +236,24 @@ pub(crate) fn storage_error(e: &NodeError) -> StorageError {
             MvccError::LeaseTtlTooLarge => ErrorCode::LeaseTtlTooLarge,
             MvccError::KeyNotFound => ErrorCode::KeyNotFound,
             MvccError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            MvccError::Rejected(i) => match i {
+                Invalid::EmptyKey => ErrorCode::EmptyKey,
+                Invalid::ValueProvided => ErrorCode::ValueProvided,
+                Invalid::LeaseProvided => ErrorCode::LeaseProvided,
+                Invalid::TooManyOps => ErrorCode::TooManyOps,
+                Invalid::DuplicateKey => ErrorCode::DuplicateKey,
+                Invalid::InvalidSortOption => ErrorCode::InvalidSortOption,
+                Invalid::RequestTooLarge => ErrorCode::RequestTooLarge,
+                Invalid::EmptyOp => ErrorCode::KeyNotFound,
+            },
+            MvccError::Duplicate => ErrorCode::DuplicateRequest,
             MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
         },
         NodeError::Task(_) => ErrorCode::StorageFailure,
         NodeError::NotLeader(_) => ErrorCode::NoLeader,
         NodeError::Learner => ErrorCode::LearnerUnsupported,
         NodeError::Raft(_) => ErrorCode::LeaderChanged,
+        NodeError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
     };
     StorageError {
         code: code as i32,

@@ -1,185 +1,26 @@
-//! The state machine: applies write commands in log order to the MVCC store.
+//! The state machine: applies log entries in order to the MVCC store.
 //!
-//! Each command is applied in one engine batch together with its log index, so after a crash
-//! the store knows exactly which entries it holds: no entry is applied twice or lost. A command
-//! that fails validation (say, a compacted revision) still consumes its index and changes
-//! nothing else, as a committed raft entry would.
+//! Each entry is applied in one engine batch together with its log index, so after a crash
+//! the store knows exactly which entries it holds: no entry is applied twice or lost.
+//!
+//! Nothing a client sends can stop it: every command is checked again here (the proposer
+//! checked it too, but entries are only as good as the member that proposed them), and a
+//! command that fails part way (a txn whose third op finds no key) is undone as a whole and
+//! still consumes its index, identically on every member. Only an engine failure is fatal.
+//! A client request applied once is never applied again ([`crate::dedup`]).
 
+use crate::command::{Command, Origin, Proposal};
+use crate::dedup::Dedup;
 use crate::mvcc::KvView as _;
-use crate::mvcc::{MvccError, Store};
-use metastore_internal_proto::storage::{GatewayInfo, RaftCommand};
+use crate::mvcc::{MvccError, Store, WriteTxn};
 use metastore_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
 };
-use metastore_proto::etcdserverpb::{
-    LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest,
-};
-use prost::Message;
+use metastore_request::{Limits, validate};
+use parking_lot::Mutex;
 use std::sync::Arc;
 
-/// A write as it would be carried by a log entry.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    Put(PutRequest),
-    DeleteRange(DeleteRangeRequest),
-    Txn(TxnRequest),
-    Compact(CompactionRequest),
-    /// Lease id and TTL are decided before the entry is proposed.
-    LeaseGrant {
-        id: i64,
-        ttl: i64,
-    },
-    LeaseRevoke {
-        id: i64,
-    },
-    /// Remaining TTLs (lease id, seconds; 0 clears) recorded by the leader's lessor.
-    LeaseCheckpoint(Vec<(i64, i64)>),
-    /// A gateway's client URLs and the member it prefers.
-    PublishGateway {
-        member_id: u64,
-        client_urls: Vec<String>,
-    },
-    /// The publication of a gateway that stopped announcing itself is removed.
-    WithdrawGateway {
-        client_urls: Vec<String>,
-    },
-}
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::Put(r) => write!(f, "put {:?}", String::from_utf8_lossy(&r.key)),
-            Command::DeleteRange(r) => {
-                write!(f, "delete-range {:?}", String::from_utf8_lossy(&r.key))
-            }
-            Command::Txn(r) => write!(
-                f,
-                "txn ({} compares, {}/{} ops)",
-                r.compare.len(),
-                r.success.len(),
-                r.failure.len()
-            ),
-            Command::Compact(r) => write!(f, "compact {}", r.revision),
-            Command::LeaseGrant { id, ttl } => write!(f, "lease-grant {id:x} ttl {ttl}"),
-            Command::LeaseRevoke { id } => write!(f, "lease-revoke {id:x}"),
-            Command::LeaseCheckpoint(c) => write!(f, "lease-checkpoint ({} leases)", c.len()),
-            Command::PublishGateway {
-                member_id,
-                client_urls,
-            } => write!(f, "gateway {client_urls:?} prefers {member_id:x}"),
-            Command::WithdrawGateway { client_urls } => write!(f, "gateway {client_urls:?} gone"),
-        }
-    }
-}
-
-impl Command {
-    /// The command as its wire message, for the raft log.
-    pub fn to_proto(&self) -> RaftCommand {
-        use metastore_internal_proto::storage::raft_command::Command as C;
-        let command = match self {
-            Command::Put(r) => C::Put(r.clone()),
-            Command::DeleteRange(r) => C::DeleteRange(r.clone()),
-            Command::Txn(r) => C::Txn(r.clone()),
-            Command::Compact(r) => C::Compact(*r),
-            Command::LeaseGrant { id, ttl } => {
-                C::LeaseGrant(LeaseGrantRequest { id: *id, ttl: *ttl })
-            }
-            Command::LeaseRevoke { id } => C::LeaseRevoke(LeaseRevokeRequest { id: *id }),
-            Command::LeaseCheckpoint(c) => C::LeaseCheckpoint(LeaseCheckpointRequest {
-                checkpoints: c
-                    .iter()
-                    .map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
-                    .collect(),
-            }),
-            Command::PublishGateway {
-                member_id,
-                client_urls,
-            } => C::Gateway(GatewayInfo {
-                member_id: *member_id,
-                client_urls: client_urls.clone(),
-            }),
-            Command::WithdrawGateway { client_urls } => C::GatewayWithdrawn(GatewayInfo {
-                member_id: 0,
-                client_urls: client_urls.clone(),
-            }),
-        };
-        RaftCommand {
-            command: Some(command),
-        }
-    }
-
-    pub fn from_proto(msg: RaftCommand) -> Result<Self, String> {
-        use metastore_internal_proto::storage::raft_command::Command as C;
-        Ok(match msg.command {
-            Some(C::Put(r)) => Command::Put(r),
-            Some(C::DeleteRange(r)) => Command::DeleteRange(r),
-            Some(C::Txn(r)) => Command::Txn(r),
-            Some(C::Compact(r)) => Command::Compact(r),
-            Some(C::LeaseGrant(r)) => Command::LeaseGrant {
-                id: r.id,
-                ttl: r.ttl,
-            },
-            Some(C::LeaseRevoke(r)) => Command::LeaseRevoke { id: r.id },
-            Some(C::LeaseCheckpoint(r)) => Command::LeaseCheckpoint(
-                r.checkpoints
-                    .iter()
-                    .map(|c| (c.id, c.remaining_ttl))
-                    .collect(),
-            ),
-            Some(C::Gateway(g)) => Command::PublishGateway {
-                member_id: g.member_id,
-                client_urls: g.client_urls,
-            },
-            Some(C::GatewayWithdrawn(g)) => Command::WithdrawGateway {
-                client_urls: g.client_urls,
-            },
-            None => return Err("empty raft command".to_string()),
-        })
-    }
-}
-
-/// Log entries carry commands as their protobuf encoding.
-impl serde::Serialize for Command {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.to_proto().encode_to_vec())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Command {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let bytes: Vec<u8> = serde_bytes_vec(d)?;
-        let msg = RaftCommand::decode(bytes.as_slice()).map_err(D::Error::custom)?;
-        Command::from_proto(msg).map_err(D::Error::custom)
-    }
-}
-
-/// Reads a byte string written by `serialize_bytes` (formats differ in how they carry it).
-fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Vec<u8>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("bytes")
-        }
-        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(b) = a.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_bytes(V)
-}
-
+/// The outcome of applying one command, handed to the proposer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     Put(PutResponse),
@@ -196,11 +37,20 @@ pub enum Applied {
 
 pub struct StateMachine {
     store: Arc<Store>,
+    dedup: Mutex<Dedup>,
 }
 
 impl StateMachine {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<Store>) -> Result<Self, MvccError> {
+        let dedup = Mutex::new(load_dedup(&store)?);
+        Ok(Self { store, dedup })
+    }
+
+    /// Reloads what the state machine keeps beside the store after the store's whole content
+    /// was replaced (a snapshot was installed).
+    pub fn reload(&self) -> Result<(), MvccError> {
+        *self.dedup.lock() = load_dedup(&self.store)?;
+        Ok(())
     }
 
     /// Index of the last applied entry (0 when none).
@@ -209,13 +59,13 @@ impl StateMachine {
     }
 
     /// Applies entry `index`. Returns the domain outcome of the command; an `Err` from the
-    /// outer result means the engine failed and nothing was applied.
+    /// outer result means the engine failed and nothing was applied (the member must stop).
     pub fn apply(
         &self,
         index: u64,
-        cmd: &Command,
+        proposal: &Proposal,
     ) -> Result<Result<Applied, MvccError>, MvccError> {
-        self.apply_marked(index, None, cmd)
+        self.apply_marked(index, None, proposal)
     }
 
     /// Like [`StateMachine::apply`], storing the raft layer's applied state in the same batch.
@@ -223,48 +73,258 @@ impl StateMachine {
         &self,
         index: u64,
         raft_state: Option<Vec<u8>>,
-        cmd: &Command,
+        proposal: &Proposal,
     ) -> Result<Result<Applied, MvccError>, MvccError> {
-        self.store.write_marked(index, raft_state, |w| {
-            let outcome = match cmd {
-                Command::Put(r) => w.apply_put(r).map(Applied::Put),
-                Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
-                Command::Txn(r) => w.apply_txn(r).map(Applied::Txn),
-                Command::Compact(r) => w.apply_compact(r).map(Applied::Compact),
-                Command::LeaseGrant { id, ttl } => {
-                    w.grant_lease(*id, *ttl).map(|()| Applied::Lease {
-                        revision: w.visible_revision(),
-                    })
+        let mut dedup = self.dedup.lock();
+        self.store.apply_entry(index, raft_state, |w| {
+            if let Some(origin) = proposal.origin {
+                if dedup.seen(origin) {
+                    return Err(MvccError::Duplicate);
                 }
-                Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
-                    revision: w.visible_revision(),
-                }),
-                Command::LeaseCheckpoint(c) => {
-                    for &(id, remaining) in c {
-                        w.checkpoint_lease(id, remaining);
-                    }
-                    Ok(Applied::Lease {
-                        revision: w.visible_revision(),
-                    })
-                }
-                Command::PublishGateway {
-                    member_id,
-                    client_urls,
-                } => {
-                    let (key, value) = crate::gateways::record(*member_id, client_urls);
-                    w.put_meta(key, value);
-                    Ok(Applied::Recorded)
-                }
-                Command::WithdrawGateway { client_urls } => {
-                    w.delete_meta(crate::gateways::record(0, client_urls).0);
-                    Ok(Applied::Recorded)
-                }
-            };
-            match outcome {
-                Err(e @ MvccError::Engine(_)) => Err(e),
-                Err(e) if w.changed() => Err(e),
-                other => Ok(other),
+                let applied = execute(w, &proposal.command)?;
+                remember(w, &mut dedup, origin, index);
+                return Ok(applied);
             }
+            execute(w, &proposal.command)
         })
+    }
+}
+
+fn load_dedup(store: &Store) -> Result<Dedup, MvccError> {
+    Ok(Dedup::restore(&store.meta_with_prefix(Dedup::prefix())?))
+}
+
+fn remember(w: &mut WriteTxn<'_>, dedup: &mut Dedup, origin: Origin, index: u64) {
+    let changes = dedup.record(origin, index);
+    if let Some((k, v)) = changes.put {
+        w.put_meta(k, v);
+    }
+    for k in changes.delete {
+        w.delete_meta(k);
+    }
+}
+
+/// etcd's request checks, again, with limits every member shares.
+fn check(cmd: &Command) -> Result<(), MvccError> {
+    match cmd {
+        Command::Put(r) => validate::put(r)?,
+        Command::DeleteRange(r) => validate::delete_range(r)?,
+        Command::Txn(r) => validate::txn(r, &Limits::APPLY)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs one command inside the entry's write transaction.
+fn execute(w: &mut WriteTxn<'_>, cmd: &Command) -> Result<Applied, MvccError> {
+    check(cmd)?;
+    match cmd {
+        Command::Put(r) => w.apply_put(r).map(Applied::Put),
+        Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
+        Command::Txn(r) => w.apply_txn(r).map(Applied::Txn),
+        Command::Compact(r) => w.apply_compact(r).map(Applied::Compact),
+        Command::LeaseGrant { id, ttl } => w.grant_lease(*id, *ttl).map(|()| Applied::Lease {
+            revision: w.visible_revision(),
+        }),
+        Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
+            revision: w.visible_revision(),
+        }),
+        Command::LeaseCheckpoint(c) => {
+            for &(id, remaining) in c {
+                w.checkpoint_lease(id, remaining);
+            }
+            Ok(Applied::Lease {
+                revision: w.visible_revision(),
+            })
+        }
+        Command::PublishGateway {
+            member_id,
+            client_urls,
+        } => {
+            let (key, value) = crate::publication::record(*member_id, client_urls);
+            w.put_meta(key, value);
+            Ok(Applied::Recorded)
+        }
+        Command::WithdrawGateway { client_urls } => {
+            w.delete_meta(crate::publication::record(0, client_urls).0);
+            Ok(Applied::Recorded)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineKind, open};
+    use metastore_proto::etcdserverpb::range_request::SortOrder;
+    use metastore_proto::etcdserverpb::request_op::Request;
+    use metastore_proto::etcdserverpb::{
+        DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    };
+
+    fn put(key: &str) -> Command {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    fn op(request: Request) -> RequestOp {
+        RequestOp {
+            request: Some(request),
+        }
+    }
+
+    fn machine(kind: EngineKind, dir: &std::path::Path) -> (Arc<Store>, StateMachine) {
+        let store = Arc::new(Store::open(open(kind, dir).expect("engine").engine).expect("store"));
+        let sm = StateMachine::new(store.clone()).expect("state machine");
+        (store, sm)
+    }
+
+    /// etcd 3.4 panics on this txn (and on every restart): the put finds its key deleted by the
+    /// op before it. Here it fails as a whole with etcd's error, changes nothing, and still
+    /// consumes its log index.
+    #[test]
+    fn a_txn_failing_part_way_changes_nothing() {
+        for kind in [EngineKind::Memory, EngineKind::Rocksdb] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (store, sm) = machine(kind, dir.path());
+            sm.apply(1, &put("b").into()).expect("engine").expect("put");
+            let before = store.current_revision();
+            let poison = Command::Txn(TxnRequest {
+                compare: vec![],
+                success: vec![
+                    op(Request::RequestDeleteRange(DeleteRangeRequest {
+                        key: b"a".to_vec(),
+                        range_end: vec![0],
+                        prev_kv: false,
+                    })),
+                    op(Request::RequestPut(PutRequest {
+                        key: b"b".to_vec(),
+                        ignore_value: true,
+                        ..Default::default()
+                    })),
+                ],
+                failure: vec![],
+            });
+            let outcome = sm.apply(2, &poison.into()).expect("not an engine failure");
+            assert!(
+                matches!(outcome, Err(MvccError::KeyNotFound)),
+                "{kind:?}: {outcome:?}"
+            );
+            assert_eq!(store.applied_index(), 2, "{kind:?}: the index is consumed");
+            assert_eq!(
+                store.current_revision(),
+                before,
+                "{kind:?}: no revision taken"
+            );
+            let got = store
+                .range(&RangeRequest {
+                    key: b"b".to_vec(),
+                    ..Default::default()
+                })
+                .expect("range");
+            assert_eq!(got.kvs.len(), 1, "{kind:?}: the delete was undone");
+            // The store goes on as if the txn never ran, also after a reopen.
+            sm.apply(3, &put("c").into()).expect("engine").expect("put");
+            assert_eq!(store.current_revision(), before + 1);
+            let engine = store.shared_engine();
+            drop((sm, store));
+            let store = Store::open(engine).expect("reopen");
+            assert_eq!(store.applied_index(), 3);
+            let all = store
+                .range(&RangeRequest {
+                    key: vec![0],
+                    range_end: vec![0],
+                    ..Default::default()
+                })
+                .expect("range");
+            assert_eq!(all.kvs.len(), 2, "{kind:?}: b and c, nothing else");
+        }
+    }
+
+    /// What the gateway refuses is refused here too, when sent straight to a member.
+    #[test]
+    fn malformed_commands_are_refused_in_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, sm) = machine(EngineKind::Memory, dir.path());
+        let bad_sort = Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![op(Request::RequestRange(RangeRequest {
+                key: b"k".to_vec(),
+                sort_order: 99,
+                ..Default::default()
+            }))],
+            failure: vec![],
+        });
+        let dup = Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![
+                op(Request::RequestPut(PutRequest {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                })),
+                op(Request::RequestPut(PutRequest {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                })),
+            ],
+            failure: vec![],
+        });
+        let empty_key = Command::Put(PutRequest::default());
+        let empty_op = Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp { request: None }],
+            failure: vec![],
+        });
+        for (i, cmd) in [bad_sort, dup, empty_key, empty_op].into_iter().enumerate() {
+            let outcome = sm.apply(i as u64 + 1, &cmd.into()).expect("engine");
+            assert!(
+                matches!(outcome, Err(MvccError::Rejected(_))),
+                "{i}: {outcome:?}"
+            );
+        }
+        assert_eq!(store.current_revision(), 1);
+        assert_eq!(store.applied_index(), 4);
+        assert_eq!(SortOrder::try_from(99).ok(), None);
+    }
+
+    /// A request proposed twice under one origin is applied once, also after a restart.
+    #[test]
+    fn one_origin_is_applied_once() {
+        for kind in [EngineKind::Memory, EngineKind::Rocksdb] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (store, sm) = machine(kind, dir.path());
+            let origin = Some(Origin {
+                gateway: 42,
+                request: 7,
+            });
+            let p = Proposal {
+                origin,
+                command: put("k"),
+            };
+            sm.apply(1, &p).expect("engine").expect("first");
+            let again = sm.apply(2, &p).expect("engine");
+            assert!(matches!(again, Err(MvccError::Duplicate)), "{kind:?}");
+            assert_eq!(store.current_revision(), 2, "{kind:?}: one revision");
+            let engine = store.shared_engine();
+            drop((sm, store));
+            let store = Arc::new(Store::open(engine).expect("reopen"));
+            let sm = StateMachine::new(store.clone()).expect("sm");
+            let third = sm.apply(3, &p).expect("engine");
+            assert!(matches!(third, Err(MvccError::Duplicate)), "{kind:?}");
+            let other = Proposal {
+                origin: Some(Origin {
+                    gateway: 42,
+                    request: 8,
+                }),
+                command: put("k"),
+            };
+            sm.apply(4, &other)
+                .expect("engine")
+                .expect("a new request applies");
+            assert_eq!(store.current_revision(), 3, "{kind:?}");
+        }
     }
 }

@@ -64,7 +64,7 @@ verdict() {
 # BIN_DIR, after checking that the tools and the built binaries are there.
 compat_args() {
   ENGINE=rocksdb
-  BIN_DIR=${METASTORE_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}
+  BIN_DIR=${METASTORE_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
   while [ $# -gt 0 ]; do
     case "$1" in
       --engine) ENGINE=$2; shift 2 ;;
@@ -75,5 +75,5 @@ compat_args() {
   for tool in etcd etcdctl python3; do
     command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y etcd-server etcd-client)" >&2; exit 2; }
   done
-  [ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --workspace first" >&2; exit 2; }
+  [ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --release --workspace first" >&2; exit 2; }
 }

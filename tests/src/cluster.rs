@@ -22,6 +22,9 @@ pub struct Cluster {
     gateways: Vec<(Option<Proc>, usize)>,
     /// Extra storaged flags (for example a small `--snapshot-count`).
     pub storaged_args: Vec<String>,
+    /// When set, members started from now on log to `<dir>/<name>.log` (appending) instead of
+    /// the test's stderr, so a test can look for what a member did.
+    pub member_logs: bool,
 }
 
 impl Cluster {
@@ -43,6 +46,7 @@ impl Cluster {
             gateway_ports: Vec::new(),
             gateways: Vec::new(),
             storaged_args: storaged_args.iter().map(|s| s.to_string()).collect(),
+            member_logs: false,
         };
         for i in 0..n {
             c.spawn_member(i)?;
@@ -64,7 +68,49 @@ impl Cluster {
             .join(",")
     }
 
+    /// Where member `i` logs when [`Cluster::member_logs`] is set.
+    pub fn member_log(&self, i: usize) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    /// The value of `key` in member `i`'s own store (a serializable read on its storage
+    /// port, no gateway): what that member holds, not what the cluster answers.
+    pub async fn member_get(&self, i: usize, key: &str) -> Result<Option<Vec<u8>>> {
+        use metastore_internal_proto::storage::KvRequest;
+        use metastore_internal_proto::storage::kv_request::Op;
+        use metastore_internal_proto::storage::kv_response::Result as KvResult;
+        use metastore_internal_proto::storage::storage_client::StorageClient;
+        let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
+        let mut client = StorageClient::connect(url).await?;
+        let reply = client
+            .kv(KvRequest {
+                context: None,
+                op: Some(Op::Range(metastore_proto::etcdserverpb::RangeRequest {
+                    key: key.as_bytes().to_vec(),
+                    serializable: true,
+                    ..Default::default()
+                })),
+            })
+            .await?
+            .into_inner();
+        match reply.result {
+            Some(KvResult::Range(r)) => Ok(r.kvs.first().map(|kv| kv.value.clone())),
+            other => bail!("member {i}: range answered {other:?}"),
+        }
+    }
+
     fn spawn_member(&mut self, i: usize) -> Result<()> {
+        let stderr = if self.member_logs {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.member_log(i))?;
+            Stdio::from(f)
+        } else {
+            Stdio::inherit()
+        };
         let m = &self.members[i];
         let child = Command::new(binary("metastore-storaged")?)
             .args(["--name", &m.name, "--engine", &self.engine])
@@ -86,7 +132,7 @@ impl Cluster {
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.storaged_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("spawn storaged")?;
         self.procs[i] = Some(Proc(child));

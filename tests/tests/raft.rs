@@ -31,7 +31,18 @@ async fn write_on_one_gateway_read_on_another() -> Result<()> {
         let put = a.put("k", "v1", None).await?;
         let rev = put.header().map(|h| h.revision()).unwrap_or_default();
         assert_eq!(get(&c, 1, "k").await?, Some(b"v1".to_vec()), "{engine}");
-        // Every member holds the write: a serializable read on each member's gateway sees it.
+        // Every member holds the write: each member's own store has the value (waiting for
+        // followers to apply it).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..3 {
+            while c.member_get(i, "k").await? != Some(b"v1".to_vec()) {
+                if Instant::now() > deadline {
+                    bail!("{engine}: member {i} never applied the write");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // And a serializable read through a gateway that just saw the write is not older.
         let mut b = c.client(1).await?;
         let r = b
             .get("k", Some(GetOptions::new().with_serializable()))
@@ -144,6 +155,7 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
         }
         let last = client.put("s/last", "done", None).await?;
         let rev = last.header().map(|h| h.revision()).unwrap_or_default();
+        c.member_logs = true;
         c.start_member(lagging)?;
         // Gateway `lagging` prefers the restarted member: its Status shows that member's
         // applied index once the gateway is back on it.
@@ -170,6 +182,12 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
             )
             .await?;
         assert_eq!(count.count(), 401, "{engine}");
+        // It caught up from a snapshot (the leader's log no longer reaches back that far).
+        let log = std::fs::read_to_string(c.member_log(lagging))?;
+        assert!(
+            log.contains("installed raft snapshot"),
+            "{engine}: the restarted member installed no snapshot:\n{log}"
+        );
         // All members agree on the hash at the same revision.
         let mut hashes = Vec::new();
         for g in 0..3 {

@@ -8,7 +8,7 @@
 //! never holds up the others, and loses nothing). Progress questions are forwarded upstream
 //! and each answer goes back to the subscriber that asked, in order with the events.
 
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, WatchStream};
 use metastore_internal_proto::storage::watch_upstream_request::Request as Ask;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tonic::Streaming;
 
 /// Messages queued per subscriber before it is dropped to a watch of its own.
 const SUBSCRIBER_QUEUE: usize = 1024;
@@ -128,10 +127,7 @@ impl Feeds {
     }
 }
 
-type Upstreams = (
-    mpsc::Sender<WatchUpstreamRequest>,
-    Streaming<WatchUpstreamResponse>,
-);
+type Upstreams = (mpsc::Sender<WatchUpstreamRequest>, WatchStream);
 
 async fn open(
     upstream: &Upstream,

@@ -4,7 +4,6 @@ use crate::keepalive::KeepAliveHub;
 use crate::upstream::Upstream;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use metastore_internal_proto::storage::Consistency;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_proto::etcdserverpb::lease_server::Lease;
 use metastore_proto::etcdserverpb::{
@@ -37,10 +36,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let r = request.into_inner();
-        let result = self
-            .upstream
-            .kv(Consistency::Linearizable, Op::LeaseGrant(r))
-            .await?;
+        let result = self.upstream.kv(Op::LeaseGrant(r)).await?;
         Ok(Response::new(expect_result!(result, LeaseGrant)?))
     }
 
@@ -49,10 +45,7 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let r = request.into_inner();
-        let result = self
-            .upstream
-            .kv(Consistency::Linearizable, Op::LeaseRevoke(r))
-            .await?;
+        let result = self.upstream.kv(Op::LeaseRevoke(r)).await?;
         Ok(Response::new(expect_result!(result, LeaseRevoke)?))
     }
 
@@ -100,10 +93,7 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        let result = self
-            .upstream
-            .kv(Consistency::Linearizable, Op::LeaseTimeToLive(r))
-            .await?;
+        let result = self.upstream.kv(Op::LeaseTimeToLive(r)).await?;
         Ok(Response::new(expect_result!(result, LeaseTimeToLive)?))
     }
 
@@ -112,10 +102,7 @@ impl Lease for LeaseService {
         request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let r = request.into_inner();
-        let result = self
-            .upstream
-            .kv(Consistency::Linearizable, Op::LeaseLeases(r))
-            .await?;
+        let result = self.upstream.kv(Op::LeaseLeases(r)).await?;
         Ok(Response::new(expect_result!(result, LeaseLeases)?))
     }
 }

@@ -84,17 +84,67 @@ fn batch_is_atomic_and_ordered(e: &dyn Engine) {
     e.write(b).expect("write");
     assert_eq!(e.get(Table::Key, b"x").expect("get"), None);
     assert_eq!(e.get(Table::Key, b"y").expect("get"), Some(b"2".to_vec()));
+    // Atomic: a reader's consistent view never holds half a batch. Each batch writes the
+    // same number under both keys (and in two tables); views taken while batches land must
+    // always see equal values.
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for i in 0..2_000u32 {
+                let v = i.to_be_bytes().to_vec();
+                let mut b = WriteBatch::default();
+                b.put(Table::Key, b"p".to_vec(), v.clone());
+                b.put(Table::Meta, b"q".to_vec(), v.clone());
+                b.put(Table::Key, b"r".to_vec(), v);
+                e.write(b).expect("write");
+            }
+        });
+        let mut views = 0;
+        while !writer.is_finished() || views == 0 {
+            e.with_snapshot(&mut |view| {
+                let p = view.get(Table::Key, b"p")?;
+                let q = view.get(Table::Meta, b"q")?;
+                let r = view.get(Table::Key, b"r")?;
+                assert!(p == q && q == r, "half a batch seen: {p:?} {q:?} {r:?}");
+                Ok(())
+            })
+            .expect("snapshot");
+            views += 1;
+        }
+    });
 }
 
 fn snapshot_is_stable(e: &dyn Engine) {
     e.write(batch(&[(b"s", b"old")])).expect("write");
-    let mut seen = None;
-    e.with_snapshot(&mut |view| {
-        seen = view.get(Table::Key, b"s")?;
-        Ok(())
-    })
-    .expect("snapshot");
-    assert_eq!(seen, Some(b"old".to_vec()));
+    let (mut before, mut after, mut later_seen) = (None, None, true);
+    let mut wrote_meanwhile = false;
+    std::thread::scope(|scope| {
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        scope.spawn(move || {
+            if go_rx.recv().is_ok() {
+                e.write(batch(&[(b"s", b"new"), (b"t", b"added")]))
+                    .expect("write");
+                let _ = done_tx.send(());
+            }
+        });
+        e.with_snapshot(&mut |view| {
+            before = view.get(Table::Key, b"s")?;
+            // A write lands while the view is in use; it must not wait for the view to end.
+            let _ = go_tx.send(());
+            wrote_meanwhile = done_rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_ok();
+            after = view.get(Table::Key, b"s")?;
+            later_seen = view.get(Table::Key, b"t")?.is_some();
+            Ok(())
+        })
+        .expect("snapshot");
+    });
+    assert!(wrote_meanwhile, "a write waited for a snapshot view to end");
+    assert_eq!(before, Some(b"old".to_vec()));
+    assert_eq!(after, Some(b"old".to_vec()), "the view moved");
+    assert!(!later_seen, "a later write shows in the view");
+    assert_eq!(e.get(Table::Key, b"s").expect("get"), Some(b"new".to_vec()));
 }
 
 fn binary_keys_and_values(e: &dyn Engine) {

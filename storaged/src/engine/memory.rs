@@ -1,18 +1,22 @@
 //! The `memory` engine: one ordered map per table, guarded by a lock.
 //!
-//! Data lives only in RAM. Durability for this engine comes from the raft log and snapshot
-//! files once replication lands; until then a restart starts empty (docs/limitations.md).
+//! Data lives only in RAM; durability comes from the raft log (redb) and the snapshot file,
+//! from which a restarted member rebuilds it. The byte count is kept as a counter, so asking
+//! for the size costs nothing.
 
 use super::{BatchOp, Engine, EngineError, EngineKind, ReadView, ScanVisitor, Table, WriteBatch};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
 #[derive(Default)]
 pub struct MemoryEngine {
     tables: RwLock<[Map; Table::ALL.len()]>,
+    /// Sum of key and value lengths over every table, kept by `write`.
+    bytes: AtomicU64,
 }
 
 impl MemoryEngine {
@@ -76,16 +80,25 @@ impl Engine for MemoryEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
         let mut tables = self.tables.write();
+        let (mut added, mut removed) = (0u64, 0u64);
         for op in batch.into_ops() {
             match op {
                 BatchOp::Put(t, k, v) => {
-                    tables[t.index()].insert(k, v);
+                    added += (k.len() + v.len()) as u64;
+                    let klen = k.len() as u64;
+                    if let Some(old) = tables[t.index()].insert(k, v) {
+                        removed += klen + old.len() as u64;
+                    }
                 }
                 BatchOp::Delete(t, k) => {
-                    tables[t.index()].remove(&k);
+                    if let Some(old) = tables[t.index()].remove(&k) {
+                        removed += (k.len() + old.len()) as u64;
+                    }
                 }
             }
         }
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -93,17 +106,13 @@ impl Engine for MemoryEngine {
         &self,
         f: &mut dyn FnMut(&dyn ReadView) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
-        // Holding the read lock for the duration keeps the view fixed.
-        let guard = self.tables.read();
-        f(&Tables(&guard))
+        // A copy taken under the read lock: writes wait for the copy only, not for whatever
+        // `f` does with the view (a snapshot dump, a hash).
+        let copy = self.tables.read().clone();
+        f(&Tables(&copy))
     }
 
     fn size_bytes(&self) -> u64 {
-        let tables = self.tables.read();
-        tables
-            .iter()
-            .flat_map(|m| m.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum()
+        self.bytes.load(Ordering::Relaxed)
     }
 }

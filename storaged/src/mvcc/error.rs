@@ -18,8 +18,23 @@ pub enum MvccError {
     KeyNotFound,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The request fails etcd's request checks.
+    #[error("rejected: {0}")]
+    Rejected(#[from] metastore_request::Invalid),
+    /// The request was applied before under the same origin; it is not applied again.
+    #[error("request already applied")]
+    Duplicate,
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl MvccError {
+    /// True when the store itself failed (engine I/O, a corrupt record): the member must stop
+    /// rather than decide differently from the others. Every other error is a domain outcome
+    /// that every member reaches the same way from the same entry.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, MvccError::Engine(_) | MvccError::Corrupt(_))
+    }
 }

@@ -107,6 +107,9 @@ enum Op {
     Txn(u8, i64, u8),
     Compact(i64),
     Range(u8, u8, i64, i64),
+    /// Delete [key, key+span), put another key, then put `key` with ignore_value (which finds
+    /// it deleted): fails with key not found, and must leave no trace.
+    FailingTxn(u8, u8),
 }
 
 fn key(k: u8) -> Vec<u8> {
@@ -137,6 +140,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), 0i64..3, any::<u8>()).prop_map(|(k, v, s)| Op::Txn(k, v, s)),
         1 => (0i64..30).prop_map(Op::Compact),
         4 => (any::<u8>(), any::<u8>(), -3i64..30, 0i64..4).prop_map(|(k, s, r, l)| Op::Range(k, s, r, l)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(k, s)| Op::FailingTxn(k, s)),
     ]
 }
 
@@ -248,6 +252,43 @@ fn run(kind: EngineKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     (Err(a), Err(b)) => prop_assert!(same_err(&a, &b), "{a:?} vs {b:?}"),
                     (a, b) => prop_assert!(false, "compact {rev}: store {a:?}, model {b:?}"),
                 }
+            }
+            Op::FailingTxn(k, s) => {
+                let r = range_of(k, s);
+                let other = vec![b'z'];
+                let req = TxnRequest {
+                    compare: vec![],
+                    success: vec![
+                        RequestOp {
+                            request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                                key: r.start().to_vec(),
+                                range_end: range_end(&r),
+                                prev_kv: false,
+                            })),
+                        },
+                        RequestOp {
+                            request: Some(Request::RequestPut(PutRequest {
+                                key: other,
+                                value: b"x".to_vec(),
+                                ..Default::default()
+                            })),
+                        },
+                        RequestOp {
+                            request: Some(Request::RequestPut(PutRequest {
+                                key: key(k),
+                                ignore_value: true,
+                                ..Default::default()
+                            })),
+                        },
+                    ],
+                    failure: vec![],
+                };
+                let got = store
+                    .apply_entry(index, None, |w| w.apply_txn(&req))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(matches!(got, Err(MvccError::KeyNotFound)), "{got:?}");
+                prop_assert_eq!(store.applied_index(), index);
+                prop_assert_eq!(store.current_revision(), model.current());
             }
             Op::Range(k, s, rev, limit) => {
                 let r = range_of(k, s);

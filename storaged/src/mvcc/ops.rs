@@ -26,14 +26,7 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 /// True when every op in both branches (recursively) is a Range: such a txn changes nothing
 /// and is served as a read.
 pub fn is_read_only_txn(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) => true,
-            Some(Request::RequestTxn(t)) => is_read_only_txn(t),
-            _ => false,
-        })
+    metastore_request::class::txn_reads(req).is_some()
 }
 
 /// Serves a read-only txn (see [`is_read_only_txn`]) from a read view.
@@ -50,7 +43,6 @@ impl Store {
 
 impl WriteTxn<'_> {
     pub fn apply_put(&mut self, req: &PutRequest) -> Result<PutResponse, MvccError> {
-        check_put(self, req)?;
         exec_put(self, req)
     }
 
@@ -119,7 +111,10 @@ fn check_put(view: &impl KvView, req: &PutRequest) -> Result<(), MvccError> {
     Ok(())
 }
 
+/// Checks the put against the store as the ops before it in the same write left it, then
+/// runs it.
 fn exec_put(w: &mut WriteTxn<'_>, req: &PutRequest) -> Result<PutResponse, MvccError> {
+    check_put(w, req)?;
     let prev = latest(w, &req.key)?;
     let (value, lease) = match (&prev, req.ignore_value, req.ignore_lease) {
         (None, true, _) | (None, _, true) => return Err(MvccError::KeyNotFound),
@@ -255,7 +250,9 @@ fn compare_kv(c: &Compare, target: Option<CompareTarget>, kv: &KeyValue) -> bool
     }
 }
 
-/// Checks every op on the chosen path before anything runs, so a failing txn changes nothing.
+/// Checks what can be checked on the chosen path before anything runs (read revisions,
+/// the shape of nested txns). Puts are checked as they run, against the state the earlier
+/// ops left; a txn that fails part way is undone as a whole by the store.
 fn check_path(view: &impl KvView, req: &TxnRequest, path: &TxnPath) -> Result<(), MvccError> {
     let mut nested = path.nested.iter();
     for op in branch(req, path.succeeded) {
@@ -263,8 +260,7 @@ fn check_path(view: &impl KvView, req: &TxnRequest, path: &TxnPath) -> Result<()
             Some(Request::RequestRange(r)) => {
                 read_revision(view, r.revision)?;
             }
-            Some(Request::RequestPut(p)) => check_put(view, p)?,
-            Some(Request::RequestDeleteRange(_)) => {}
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => {}
             Some(Request::RequestTxn(t)) => {
                 let p = nested
                     .next()

@@ -97,6 +97,11 @@ impl Store {
         self.engine.as_ref()
     }
 
+    /// The engine, to open another store on it (tests of recovery).
+    pub fn shared_engine(&self) -> Arc<dyn Engine> {
+        self.engine.clone()
+    }
+
     pub fn current_revision(&self) -> i64 {
         self.state.read().current
     }
@@ -118,30 +123,16 @@ impl Store {
 
     /// Runs `f` in one write transaction that records `applied` as the applied log index.
     /// Everything `f` changed is written in one engine batch together with that index; if `f`
-    /// or the engine fails, nothing is kept.
+    /// or the engine fails, nothing is kept (not even the index). For tests and tools; the
+    /// apply path uses [`Store::apply_entry`].
     pub fn write<T>(
         &self,
         applied: u64,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
     ) -> Result<T, MvccError> {
-        self.write_marked(applied, None, f)
-    }
-
-    /// Like [`Store::write`], also storing `raft_state` (the replication layer's applied log
-    /// id and membership) in the same batch.
-    pub fn write_marked<T>(
-        &self,
-        applied: u64,
-        raft_state: Option<Vec<u8>>,
-        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
-    ) -> Result<T, MvccError> {
         let mut txn = WriteTxn::begin(self.state.write(), self.engine.as_ref());
-        let result = f(&mut txn);
-        match result {
+        match f(&mut txn) {
             Ok(v) => {
-                if let Some(raft_state) = raft_state {
-                    txn.batch.put(Table::Meta, META_RAFT_APPLIED, raft_state);
-                }
                 txn.commit(applied, self.observer.as_deref())?;
                 Ok(v)
             }
@@ -150,6 +141,39 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Applies one raft entry: runs `f` in one write transaction and commits what it changed
+    /// together with `applied` (and `raft_state`, the replication layer's applied log id and
+    /// membership) in one engine batch.
+    ///
+    /// A domain error from `f` (anything but [`MvccError::is_fatal`]) is the entry's outcome:
+    /// every change `f` made is undone, and the index and raft state are still committed, so
+    /// the entry is consumed exactly as on every other member. Only an engine failure is
+    /// returned as the outer error (nothing is kept then).
+    pub fn apply_entry<T>(
+        &self,
+        applied: u64,
+        raft_state: Option<Vec<u8>>,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, MvccError>,
+    ) -> Result<Result<T, MvccError>, MvccError> {
+        let mut txn = WriteTxn::begin(self.state.write(), self.engine.as_ref());
+        let outcome = match f(&mut txn) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_fatal() => {
+                txn.rollback();
+                return Err(e);
+            }
+            Err(e) => {
+                txn.undo();
+                Err(e)
+            }
+        };
+        if let Some(raft_state) = raft_state {
+            txn.batch.put(Table::Meta, META_RAFT_APPLIED, raft_state);
+        }
+        txn.commit(applied, self.observer.as_deref())?;
+        Ok(outcome)
     }
 }
 
@@ -182,7 +206,7 @@ pub fn set_raft_state_in(dump: &mut TableDump, value: Vec<u8>) {
 }
 
 impl Store {
-    /// The replication layer's applied state as last stored by [`Store::write_marked`].
+    /// The replication layer's applied state as last stored by [`Store::apply_entry`].
     pub fn raft_state(&self) -> Result<Option<Vec<u8>>, MvccError> {
         Ok(self.engine.get(Table::Meta, META_RAFT_APPLIED)?)
     }
@@ -200,9 +224,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Every record of every table, read from one consistent view (a snapshot's content).
+    /// Every record of every table, read from one consistent engine view (a snapshot's
+    /// content). Writes go on meanwhile: the view holds the raft applied state written in the
+    /// same batches as the data, so the dump is exactly the store at that applied index.
     pub fn dump(&self) -> Result<TableDump, MvccError> {
-        let _quiet = self.state.read();
         let mut out = Vec::new();
         self.engine.with_snapshot(&mut |view| {
             for (n, table) in Table::ALL.iter().enumerate() {
@@ -403,6 +428,13 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn rollback(mut self) {
+        self.undo();
+    }
+
+    /// Undoes every change made so far: the in-memory index and leases go back to where they
+    /// were at `begin`, and nothing is left to write. The transaction can still commit (an
+    /// applied index alone).
+    fn undo(&mut self) {
         let main = self.write_revision();
         for key in std::mem::take(&mut self.touched) {
             self.state.index.undo(&key, main);
@@ -410,6 +442,10 @@ impl<'a> WriteTxn<'a> {
         while let Some(u) = self.lease_undo.pop() {
             self.state.leases.undo(u);
         }
+        self.batch = WriteBatch::default();
+        self.pending.clear();
+        self.events.clear();
+        self.next_sub = 0;
     }
 
     /// Stores an opaque metadata value in this transaction's batch (no revision is taken).

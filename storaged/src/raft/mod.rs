@@ -3,6 +3,7 @@
 //! - [`log_store`]: the durable raft log over an engine's [`crate::engine::LogBackend`].
 //! - [`state_machine`]: applies committed entries to the MVCC store and builds/installs
 //!   snapshots of it.
+//! - [`snapshot_file`]: the checksummed snapshot file in the data dir.
 //! - [`network`] and [`peer_service`]: the raft peer RPC, client and server side.
 //! - [`codec`]: how raft messages and entries are serialized.
 
@@ -10,20 +11,22 @@ pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
+pub mod snapshot_file;
 pub mod state_machine;
 
 #[cfg(test)]
 mod suite_test;
 
+use crate::command::Proposal;
 use crate::mvcc::MvccError;
-use crate::state_machine::{Applied, Command};
+use crate::state_machine::Applied;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 openraft::declare_raft_types!(
     /// Raft types of a storaged cluster: node ids are etcd member ids.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Reply,
         NodeId = u64,
         Node = Member,

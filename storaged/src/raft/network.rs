@@ -1,10 +1,17 @@
 //! Client side of the raft peer RPC: one lazily connected gRPC channel per target member.
+//!
+//! Every call's deadline grows with what it carries (openraft's own timeouts are sized for
+//! heartbeats), so a large append or snapshot can arrive on a slow link instead of timing out
+//! and being resent for ever; appends are cut to [`MAX_APPEND_BYTES`] and the rest follows in
+//! the next call.
 
 use super::{Member, Snapshot, TypeConfig, codec};
+use metastore_cli::rpc::{self, ChannelOptions};
 use metastore_internal_proto::storage::RaftMessage;
 use metastore_internal_proto::storage::raft_client::RaftClient;
 use openraft::OptionalSend;
 use openraft::alias::VoteOf;
+use openraft::entry::RaftEntry;
 use openraft::errors::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
@@ -18,28 +25,65 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::io::Cursor;
-use tonic::transport::{Channel, Endpoint};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// How many of `entries`, from the first, fit in `limit` bytes (at least one).
+fn entries_within(entries: &[super::Entry], limit: usize) -> usize {
+    let mut total = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        total += entry_size(e);
+        if total > limit {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
+fn entry_size(e: &super::Entry) -> usize {
+    use openraft::EntryPayload;
+    64 + match &e.payload {
+        EntryPayload::Normal(p) => p.encoded_len(),
+        _ => 256,
+    }
+}
 
 /// Largest raft message (a snapshot travels in one).
 pub const MAX_RAFT_MESSAGE: usize = 1 << 30;
+/// Entries sent in one append are cut at this size (at least one entry goes).
+pub const MAX_APPEND_BYTES: usize = 8 << 20;
+/// The slowest link a transfer's deadline allows for, in bytes per second.
+const MIN_BYTES_PER_SEC: u64 = 4 << 20;
 
-#[derive(Default)]
-pub struct Network;
+/// The deadline of a call carrying `bytes`: openraft's soft timeout plus the time the bytes
+/// take at [`MIN_BYTES_PER_SEC`].
+pub fn deadline(option: &RPCOption, bytes: usize) -> Duration {
+    option.soft_ttl() + Duration::from_millis(bytes as u64 * 1000 / MIN_BYTES_PER_SEC)
+}
+
+pub struct Network {
+    cluster_id: u64,
+}
+
+impl Network {
+    pub fn new(cluster_id: u64) -> Self {
+        Self { cluster_id }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
-        let channel = Endpoint::from_shared(url.clone())
-            .map(|e| {
-                e.tcp_nodelay(true)
-                    .connect_timeout(std::time::Duration::from_secs(1))
-                    .connect_lazy()
-            })
-            .map_err(|e| e.to_string());
+        let options = ChannelOptions {
+            timeout: None,
+            keep_alive: Some(Duration::from_secs(5)),
+        };
+        let channel = rpc::channel(&url, options);
         PeerClient {
             target,
+            cluster_id: self.cluster_id,
             url,
             client: channel.map(|c| {
                 RaftClient::new(c)
@@ -52,6 +96,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub struct PeerClient {
     target: u64,
+    cluster_id: u64,
     url: String,
     client: Result<RaftClient<Channel>, String>,
 }
@@ -59,6 +104,7 @@ pub struct PeerClient {
 enum Rpc {
     Append,
     Vote,
+    PreVote,
     Snapshot,
     Transfer,
 }
@@ -85,11 +131,16 @@ impl PeerClient {
             }
         };
         let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftMessage { body });
-        request.set_timeout(option.hard_ttl());
+        let timeout = deadline(option, body.len());
+        let mut request = tonic::Request::new(RaftMessage {
+            body,
+            cluster_id: self.cluster_id,
+        });
+        request.set_timeout(timeout);
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
+            Rpc::PreVote => client.pre_vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
             Rpc::Transfer => client.transfer_leader(request).await,
         };
@@ -113,10 +164,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        req: AppendEntriesRequest<TypeConfig>,
+        mut req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Rpc::Append, &req, &option).await
+        let keep = entries_within(&req.entries, MAX_APPEND_BYTES);
+        if keep == req.entries.len() {
+            return self.call(Rpc::Append, &req, &option).await;
+        }
+        req.entries.truncate(keep);
+        let last = req.entries.last().map(|e| e.log_id());
+        let resp: AppendEntriesResponse<TypeConfig> = self.call(Rpc::Append, &req, &option).await?;
+        Ok(match resp {
+            // Only the entries sent were matched: openraft sends the rest next.
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
+            other => other,
+        })
     }
 
     async fn vote(
@@ -125,6 +187,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Rpc::Vote, &req, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Rpc::PreVote, &req, &option).await
     }
 
     async fn full_snapshot(

@@ -1,32 +1,89 @@
-//! Server side of the raft peer RPC: decode, hand to openraft, encode the result.
+//! Server side of the raft peer RPC: check, decode, hand to openraft, encode the result.
+//!
+//! Peer input is input: a message from another cluster (a member wiped and re-bootstrapped,
+//! a misconfigured peer URL) is refused, and terms are bounded so that no message can drive
+//! openraft's term arithmetic into overflow.
 
-use super::{Raft, Snapshot, SnapshotMeta, codec};
+use super::{LogId, Raft, Snapshot, SnapshotMeta, TypeConfig, codec};
 use metastore_internal_proto::storage::RaftMessage;
 use metastore_internal_proto::storage::raft_server::Raft as RaftRpc;
 use openraft::alias::VoteOf;
+use openraft::entry::RaftEntry;
 use openraft::errors::RaftError;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
 use std::io::Cursor;
 use tonic::{Request, Response, Status};
 
+/// No honest cluster gets near this many elections; anything above is refused.
+pub const MAX_TERM: u64 = 1 << 62;
+
 pub struct PeerService {
     raft: Raft,
+    cluster_id: u64,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(raft: Raft, cluster_id: u64) -> Self {
+        Self { raft, cluster_id }
     }
-}
 
-fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, Status> {
-    codec::decode(&req.into_inner().body).map_err(|e| Status::invalid_argument(e.to_string()))
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<T, Status> {
+        let msg = req.into_inner();
+        if msg.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "message of cluster {:x} reached a member of cluster {:x}",
+                msg.cluster_id, self.cluster_id
+            )));
+        }
+        codec::decode(&msg.body).map_err(|e| Status::invalid_argument(e.to_string()))
+    }
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
     codec::encode(value)
-        .map(|body| Response::new(RaftMessage { body }))
+        .map(|body| {
+            Response::new(RaftMessage {
+                body,
+                cluster_id: 0,
+            })
+        })
         .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn check_term(term: u64) -> Result<(), Status> {
+    if term >= MAX_TERM {
+        return Err(Status::invalid_argument(format!(
+            "term {term} out of range"
+        )));
+    }
+    Ok(())
+}
+
+fn check_vote(vote: &VoteOf<TypeConfig>) -> Result<(), Status> {
+    check_term(vote.leader_id.term)
+}
+
+fn check_log_id(id: Option<&LogId>) -> Result<(), Status> {
+    id.map_or(Ok(()), |id| check_term(id.leader_id.term))
+}
+
+fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), Status> {
+    check_vote(&req.vote)?;
+    check_log_id(req.prev_log_id.as_ref())?;
+    check_log_id(req.leader_commit.as_ref())?;
+    for e in &req.entries {
+        check_log_id(Some(&e.log_id()))?;
+    }
+    Ok(())
+}
+
+fn check_vote_request(req: &VoteRequest<TypeConfig>) -> Result<(), Status> {
+    check_vote(&req.vote)?;
+    check_log_id(req.last_log_id.as_ref())
 }
 
 #[tonic::async_trait]
@@ -35,18 +92,30 @@ impl RaftRpc for PeerService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        reply(&self.raft.append_entries(decode(req)?).await)
+        let req: AppendEntriesRequest<TypeConfig> = self.decode(req)?;
+        check_append(&req)?;
+        reply(&self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(&self.raft.vote(decode(req)?).await)
+        let req: VoteRequest<TypeConfig> = self.decode(req)?;
+        check_vote_request(&req)?;
+        reply(&self.raft.vote(req).await)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<TypeConfig> = self.decode(req)?;
+        check_vote_request(&req)?;
+        reply(&self.raft.pre_vote(req).await)
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let (vote, meta, data): (VoteOf<super::TypeConfig>, SnapshotMeta, Vec<u8>) = decode(req)?;
+        let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMeta, Vec<u8>) = self.decode(req)?;
+        check_vote(&vote)?;
+        check_log_id(meta.last_log_id.as_ref())?;
         let snapshot = Snapshot {
             meta,
             snapshot: Cursor::new(data),
@@ -55,7 +124,7 @@ impl RaftRpc for PeerService {
             .raft
             .install_full_snapshot(vote, snapshot)
             .await
-            .map_err(RaftError::<super::TypeConfig>::Fatal);
+            .map_err(RaftError::<TypeConfig>::Fatal);
         reply(&res)
     }
 
@@ -63,11 +132,12 @@ impl RaftRpc for PeerService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let req: openraft::raft::TransferLeaderRequest<TypeConfig> = self.decode(req)?;
         let res = self
             .raft
-            .handle_transfer_leader(decode(req)?)
+            .handle_transfer_leader(req)
             .await
-            .map_err(RaftError::<super::TypeConfig>::Fatal);
+            .map_err(RaftError::<TypeConfig>::Fatal);
         reply(&res)
     }
 }

@@ -5,6 +5,7 @@
 //! a dump of every table, kept in one file (`snapshot.bin`) in the data dir; the memory engine
 //! starts from that file and replays the log after it.
 
+use super::snapshot_file::SnapshotFile;
 use super::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, codec};
 use crate::mvcc::{self, MvccError, Store, TableDump};
 use crate::state_machine::StateMachine;
@@ -14,7 +15,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Applied position as stored with the data.
@@ -24,18 +25,11 @@ struct AppliedState {
     membership: StoredMembership,
 }
 
-/// The snapshot file: its meta and the table dump.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
 pub struct StateMachineStore {
     store: Arc<Store>,
     machine: StateMachine,
     applied: AppliedState,
-    dir: PathBuf,
+    file: SnapshotFile,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -47,29 +41,6 @@ fn read_applied(store: &Store) -> io::Result<AppliedState> {
         Some(bytes) => codec::decode(&bytes),
         None => Ok(AppliedState::default()),
     }
-}
-
-fn snapshot_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot.bin")
-}
-
-fn read_snapshot_file(dir: &Path) -> io::Result<Option<SnapshotFile>> {
-    match std::fs::read(snapshot_path(dir)) {
-        Ok(bytes) => Ok(Some(codec::decode(&bytes)?)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes the snapshot file atomically: a temporary file, fsynced, renamed over the old one.
-fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join("snapshot.bin.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&codec::encode(file)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, snapshot_path(dir))?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn install_records(store: &Store, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -88,22 +59,23 @@ impl StateMachineStore {
     /// so for the memory engine after a restart), the store is loaded from it first.
     pub fn open(store: Arc<Store>, dir: &Path) -> io::Result<Self> {
         let mut applied = read_applied(&store)?;
-        if let Some(file) = read_snapshot_file(dir)? {
-            let ahead = match (&file.meta.last_log_id, &applied.last_applied) {
+        let file = SnapshotFile::new(dir);
+        if let Some((meta, data)) = file.read()? {
+            let ahead = match (&meta.last_log_id, &applied.last_applied) {
                 (Some(snap), Some(have)) => snap.index() > have.index(),
                 (Some(_), None) => true,
                 (None, _) => false,
             };
             if ahead {
-                install_records(&store, &file.meta, &file.data)?;
+                install_records(&store, &meta, &data)?;
                 applied = read_applied(&store)?;
             }
         }
         Ok(Self {
-            machine: StateMachine::new(store.clone()),
+            machine: StateMachine::new(store.clone()).map_err(io_err)?,
             store,
             applied,
-            dir: dir.to_path_buf(),
+            file,
         })
     }
 
@@ -128,8 +100,8 @@ impl StateMachineStore {
             Some(cmd) => self.machine.apply_marked(log_id.index(), state, &cmd),
             None => self
                 .store
-                .write_marked(log_id.index(), state, |_| Ok(()))
-                .map(|()| Err(MvccError::InvalidRequest("not a command".into()))),
+                .apply_entry(log_id.index(), state, |_| Ok(()))
+                .map(|r| r.and(Err(MvccError::InvalidRequest("not a command".into())))),
         };
         match outcome {
             Ok(result) => {
@@ -143,7 +115,7 @@ impl StateMachineStore {
 
 pub struct Builder {
     store: Arc<Store>,
-    dir: PathBuf,
+    file: SnapshotFile,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
@@ -151,7 +123,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
-        let dir = self.dir.clone();
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
             let records = store.dump().map_err(io_err)?;
             let applied: AppliedState = mvcc::raft_state_in(&records)
@@ -163,11 +135,11 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
                 last_log_id: applied.last_applied,
                 last_membership: applied.membership,
             };
-            let file = SnapshotFile { meta, data };
-            write_snapshot_file(&dir, &file)?;
+            // A snapshot installed meanwhile may be newer; the file then keeps that one.
+            file.write(&meta, &data)?;
             Ok(Snapshot {
-                meta: file.meta,
-                snapshot: Cursor::new(file.data),
+                meta,
+                snapshot: Cursor::new(data),
             })
         })
         .await
@@ -199,7 +171,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         Builder {
             store: self.store.clone(),
-            dir: self.dir.clone(),
+            file: self.file.clone(),
         }
     }
 
@@ -209,22 +181,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
+        let data_len = data.len();
+        // The file first: once the store holds the snapshot, the log before it may be purged,
+        // and a restarted memory engine must find the snapshot on disk.
+        self.file.write(meta, &data)?;
         install_records(&self.store, meta, &data)?;
-        write_snapshot_file(
-            &self.dir,
-            &SnapshotFile {
-                meta: meta.clone(),
-                data,
-            },
-        )?;
+        self.machine.reload().map_err(io_err)?;
         self.applied = read_applied(&self.store)?;
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            bytes = data_len,
+            revision = self.store.current_revision(),
+            "installed raft snapshot"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(read_snapshot_file(&self.dir)?.map(|f| Snapshot {
-            meta: f.meta,
-            snapshot: Cursor::new(f.data),
+        Ok(self.file.read()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
         }))
     }
 }

@@ -11,6 +11,8 @@ use metastore_internal_proto::storage::{
     WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::ResponseHeader;
+use metastore_proto::mvccpb::Event;
+use prost::Message as _;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -30,6 +32,39 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 fn msg(kind: Kind) -> WatchUpstreamResponse {
     WatchUpstreamResponse { kind: Some(kind) }
+}
+
+/// Largest part of one events response on the wire; a bigger response (a revision that
+/// deleted many large keys, with their previous values) is cut into parts marked `more`, far
+/// below the internal message limit, so no revision is ever too large to deliver.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// `events` with `header` as one or more messages, every one but the last marked `more`.
+fn parts(revision: i64, events: Vec<Event>) -> Vec<WatchUpstreamResponse> {
+    let mut out = Vec::new();
+    let mut part = Vec::new();
+    let mut size = 0;
+    for e in events {
+        let len = e.encoded_len();
+        if size + len > PART_BYTES && !part.is_empty() {
+            out.push(std::mem::take(&mut part));
+            size = 0;
+        }
+        size += len;
+        part.push(e);
+    }
+    out.push(part);
+    let last = out.len() - 1;
+    out.into_iter()
+        .enumerate()
+        .map(|(i, events)| {
+            msg(Kind::Events(WatchEvents {
+                header: header(revision),
+                events,
+                more: i < last,
+            }))
+        })
+        .collect()
 }
 
 /// Registers a watcher for `start` and spawns its task. The first message on `out` is
@@ -162,11 +197,9 @@ impl Watcher {
                 }
             };
             if !history.events.is_empty() {
-                self.send(msg(Kind::Events(WatchEvents {
-                    header: header(history.current),
-                    events: history.events,
-                })))
-                .await?;
+                for m in parts(history.current, history.events) {
+                    self.send(m).await?;
+                }
             }
             next = history.last + 1;
             let hub = &self.hub;
@@ -221,11 +254,10 @@ impl Watcher {
     }
 
     async fn forward(&self, l: LiveEvents) -> Result<(), Step> {
-        self.send(msg(Kind::Events(WatchEvents {
-            header: header(l.revision),
-            events: l.events,
-        })))
-        .await
+        for m in parts(l.revision, l.events) {
+            self.send(m).await?;
+        }
+        Ok(())
     }
 
     /// Answers "where are you": every event up to the answer's revision is sent before it.

@@ -6,7 +6,7 @@ use super::fragment::fragment;
 use super::session::{ClientGone, ProgressReply};
 use crate::error::Error;
 use crate::etcd::feed::{FeedKey, Feeds, Shared, Subscription};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, WatchStream};
 use metastore_internal_proto::storage::watch_upstream_request::Request as Ask;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_internal_proto::storage::{
@@ -18,7 +18,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tonic::Streaming;
 
 /// What an outstanding upstream progress ask is for.
 enum Pending {
@@ -31,10 +30,7 @@ enum Source {
     /// A feed shared with other watchers of the same range (coalescing).
     Shared(Subscription),
     /// An upstream watch of its own.
-    Own(
-        mpsc::Sender<WatchUpstreamRequest>,
-        Box<Streaming<WatchUpstreamResponse>>,
-    ),
+    Own(mpsc::Sender<WatchUpstreamRequest>, Box<WatchStream>),
 }
 
 impl Source {

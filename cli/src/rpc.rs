@@ -1,0 +1,97 @@
+//! Internal gRPC plumbing shared by both binaries: one builder for every internal channel
+//! (gateway -> storaged, member -> leader, raft peers) and one typed test of whether a failed
+//! call certainly never reached its server.
+
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest internal message other than raft's (a storage request or answer: a 1.5 MiB request
+/// or a large range answer).
+pub const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How an internal channel behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelOptions {
+    /// Bound on each call (none for long-lived streams).
+    pub timeout: Option<Duration>,
+    /// HTTP/2 pings keep idle connections checked (a dead peer is noticed within this twice).
+    pub keep_alive: Option<Duration>,
+}
+
+impl ChannelOptions {
+    pub const UNARY: ChannelOptions = ChannelOptions {
+        timeout: None,
+        keep_alive: Some(Duration::from_secs(5)),
+    };
+}
+
+/// A lazily connected channel to `url` (connection failures surface on the first call).
+pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("{url}: {e}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1));
+    if let Some(t) = options.timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    if let Some(k) = options.keep_alive {
+        endpoint = endpoint
+            .http2_keep_alive_interval(k)
+            .keep_alive_timeout(k)
+            .keep_alive_while_idle(true);
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// True when a failed call certainly did not reach the server: the connection was refused
+/// (nobody listens) or could not be made at all. Decided from the error's kind (the io error
+/// under the transport error), never from its text; any other failure may have been
+/// delivered, so its outcome is unknown.
+pub fn not_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            );
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::codegen::http;
+
+    /// A call to a port nobody listens on is "not sent"; a call that reached a server and failed
+    /// there is not, whatever its message says.
+    #[tokio::test]
+    async fn refused_connections_are_not_sent() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let ch =
+            channel(&format!("http://127.0.0.1:{port}"), ChannelOptions::UNARY).expect("channel");
+        let mut client = tonic::client::Grpc::new(ch);
+        client.ready().await.err();
+        let path = http::uri::PathAndQuery::from_static("/x.Y/Z");
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let status = client
+            .unary(tonic::Request::new(()), path, codec)
+            .await
+            .expect_err("nobody listens");
+        assert!(not_sent(&status), "{status:?}");
+        let made_up = tonic::Status::unavailable("error trying to connect: Connection refused");
+        assert!(!not_sent(&made_up), "text alone decides nothing");
+    }
+}

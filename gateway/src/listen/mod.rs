@@ -1,0 +1,8 @@
+//! What stands between a client's socket and the gRPC server.
+//!
+//! - [`authority`]: lets clients whose HTTP/2 `:authority` the server's HTTP stack refuses
+//!   (etcdctl 3.4 sends a whole URL) through.
+//!
+//! TLS and the HTTP front door will plug in here.
+
+pub mod authority;

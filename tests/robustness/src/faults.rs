@@ -1,0 +1,493 @@
+//! The faults, one kind per run, injected several times while the workload runs.
+
+use crate::cluster::{Cluster, MAX_SLOTS};
+use crate::workload::connect;
+use anyhow::{Context, Result, bail};
+use etcd_client::{MemberAddOptions, PutOptions};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum FaultKind {
+    /// No fault (a baseline).
+    None,
+    /// kill -9 of the leader, restarted after a few seconds.
+    KillLeader,
+    /// kill -9 of a follower, restarted after a few seconds.
+    KillFollower,
+    /// kill -9 of a gateway, restarted on the same port.
+    KillGateway,
+    /// SIGSTOP of the leader for several election timeouts, then SIGCONT.
+    StopLeader,
+    /// The leader cut off from every other member (both directions).
+    PartitionLeader,
+    /// One follower cut off from every other member (both directions).
+    PartitionMinority,
+    /// One direction only: the leader cannot reach the followers' peer ports (or, every
+    /// other round, they cannot reach its), while connections the other way work.
+    PartitionAsymmetric,
+    /// kill -9 of every member at once, or (every other round) a rolling SIGTERM restart.
+    RestartAll,
+    /// A member added (as learner, then promoted) and an old one removed, under load.
+    MemberChurn,
+    /// A follower down while a large amount of data is written (small --snapshot-count),
+    /// then restarted: it must catch up.
+    SnapshotCatchup,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::KillLeader,
+        FaultKind::KillFollower,
+        FaultKind::KillGateway,
+        FaultKind::StopLeader,
+        FaultKind::PartitionLeader,
+        FaultKind::PartitionMinority,
+        FaultKind::PartitionAsymmetric,
+        FaultKind::RestartAll,
+        FaultKind::MemberChurn,
+        FaultKind::SnapshotCatchup,
+    ];
+
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn needs_netns(self) -> bool {
+        matches!(
+            self,
+            FaultKind::PartitionLeader
+                | FaultKind::PartitionMinority
+                | FaultKind::PartitionAsymmetric
+        )
+    }
+}
+
+/// Settings of the fault loop.
+pub struct FaultPlan {
+    pub kind: FaultKind,
+    pub rounds: usize,
+    /// How long a kill / pause / partition lasts.
+    pub hold: Duration,
+    /// Normal operation between faults.
+    pub gap: Duration,
+    /// snapshot-catchup: bytes written while the follower is down, per round.
+    pub catchup_bytes: u64,
+    /// How long a lagging member may take to catch up before it counts as stuck.
+    pub catchup_timeout: Duration,
+}
+
+/// What the fault loop did and saw.
+#[derive(Default)]
+pub struct FaultOutcome {
+    pub injected: usize,
+    /// Findings the harness itself makes (no leader after healing, a member that never
+    /// catches up, a learner never promotable).
+    pub violations: Vec<String>,
+    /// Facts for the report (catch-up times, sizes).
+    pub notes: Vec<String>,
+}
+
+async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+const RECOVER: Duration = Duration::from_secs(20);
+
+/// Waits for a leader all live members agree on; a harness violation when none comes.
+async fn recovered(c: &Cluster, out: &mut FaultOutcome, after: &str) {
+    if let Err(e) = c.wait_leader(RECOVER).await {
+        out.violations.push(format!(
+            "no leader {} s after {after}: {e:#}",
+            RECOVER.as_secs()
+        ));
+    }
+}
+
+async fn leader_or_fail(c: &Cluster) -> Result<usize> {
+    c.wait_leader(RECOVER)
+        .await
+        .context("finding the leader before a fault")
+}
+
+fn followers(c: &Cluster, leader: usize) -> Vec<usize> {
+    c.members
+        .iter()
+        .copied()
+        .filter(|&i| i != leader && c.is_running(i))
+        .collect()
+}
+
+pub async fn run_faults(
+    c: &mut Cluster,
+    plan: &FaultPlan,
+    stop: impl Fn() -> bool,
+) -> Result<FaultOutcome> {
+    let mut out = FaultOutcome::default();
+    for round in 0..plan.rounds {
+        if stop() {
+            break;
+        }
+        sleep(plan.gap).await;
+        match plan.kind {
+            FaultKind::None => {
+                sleep(plan.hold).await;
+                continue;
+            }
+            FaultKind::KillLeader | FaultKind::KillFollower => {
+                let leader = leader_or_fail(c).await?;
+                let victim = if plan.kind == FaultKind::KillLeader {
+                    leader
+                } else {
+                    let f = followers(c, leader);
+                    f[round % f.len().max(1)]
+                };
+                c.kill_member(victim);
+                out.injected += 1;
+                sleep(plan.hold).await;
+                c.start_member(victim).await?;
+                recovered(c, &mut out, "restarting a killed member").await;
+            }
+            FaultKind::KillGateway => {
+                let g = round % c.gateway_count();
+                c.kill_gateway(g);
+                out.injected += 1;
+                sleep(plan.hold).await;
+                c.start_gateway(g).await?;
+            }
+            FaultKind::StopLeader => {
+                let leader = leader_or_fail(c).await?;
+                c.pause_member(leader)?;
+                out.injected += 1;
+                sleep(plan.hold).await;
+                c.resume_member(leader)?;
+                recovered(c, &mut out, "SIGCONT of the paused leader").await;
+            }
+            FaultKind::PartitionLeader | FaultKind::PartitionMinority => {
+                let net = c.net().context("partitions need network namespaces")?;
+                let leader = leader_or_fail(c).await?;
+                let victim = if plan.kind == FaultKind::PartitionLeader {
+                    leader
+                } else {
+                    let f = followers(c, leader);
+                    f[round % f.len().max(1)]
+                };
+                let others: Vec<usize> =
+                    c.members.iter().copied().filter(|&i| i != victim).collect();
+                net.isolate(victim, &others)?;
+                out.injected += 1;
+                sleep(plan.hold).await;
+                net.heal()?;
+                recovered(c, &mut out, "healing a partition").await;
+            }
+            FaultKind::PartitionAsymmetric => {
+                let net = c.net().context("partitions need network namespaces")?;
+                let leader = leader_or_fail(c).await?;
+                let others = followers(c, leader);
+                if round % 2 == 0 {
+                    net.block_send(leader, &others)?;
+                } else {
+                    net.block_receive(leader, &others)?;
+                }
+                out.injected += 1;
+                sleep(plan.hold).await;
+                net.heal()?;
+                recovered(c, &mut out, "healing an asymmetric partition").await;
+            }
+            FaultKind::RestartAll => {
+                let members = c.members.clone();
+                if round % 2 == 0 {
+                    for &i in &members {
+                        c.kill_member(i);
+                    }
+                    sleep(Duration::from_millis(500)).await;
+                    for &i in &members {
+                        c.start_member(i).await?;
+                    }
+                } else {
+                    for &i in &members {
+                        c.term_member(i).await;
+                        c.start_member(i).await?;
+                        recovered(c, &mut out, "a rolling restart step").await;
+                    }
+                }
+                out.injected += 1;
+                recovered(c, &mut out, "restarting every member").await;
+            }
+            FaultKind::MemberChurn => {
+                member_churn(c, round, &mut out).await?;
+            }
+            FaultKind::SnapshotCatchup => {
+                snapshot_catchup(c, plan, round, &mut out).await?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds slot `3 + round` as a learner, starts it, promotes it once it is in sync, then
+/// removes an old member (a follower on even rounds, the leader on odd ones).
+async fn member_churn(c: &mut Cluster, round: usize, out: &mut FaultOutcome) -> Result<()> {
+    let new = 3 + round;
+    if new >= MAX_SLOTS {
+        bail!("member-churn supports at most {} rounds", MAX_SLOTS - 3);
+    }
+    let url = c.gateway_url(round % c.gateway_count());
+    let mut client = connect(&url).await?;
+    let peer_url = c.slots[new].peer_url();
+    // MemberAdd (retried; a retry after an unknown outcome may find the member added).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_id = loop {
+        let list = tokio::time::timeout(Duration::from_secs(5), client.member_list()).await;
+        if let Ok(Ok(list)) = list
+            && let Some(m) = list
+                .members()
+                .iter()
+                .find(|m| m.peer_urls().contains(&peer_url))
+        {
+            break m.id();
+        }
+        let add = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.member_add(
+                [peer_url.as_str()],
+                Some(MemberAddOptions::new().with_is_learner()),
+            ),
+        )
+        .await;
+        match add {
+            Ok(Ok(r)) => {
+                if let Some(m) = r.member() {
+                    break m.id();
+                }
+            }
+            Ok(Err(e)) if Instant::now() > deadline => bail!("MemberAdd: {e}"),
+            _ if Instant::now() > deadline => bail!("MemberAdd timed out"),
+            _ => {}
+        }
+        sleep(Duration::from_millis(300)).await;
+        client = connect(&url).await?;
+    };
+    out.injected += 1;
+    // The new member's --initial-cluster: every member the group lists, itself included.
+    let list = tokio::time::timeout(Duration::from_secs(5), client.member_list())
+        .await
+        .context("MemberList timed out")??;
+    let mut initial: Vec<String> = Vec::new();
+    for m in list.members() {
+        let name = if m.id() == new_id {
+            c.slots[new].name.clone()
+        } else {
+            match c
+                .slots
+                .iter()
+                .find(|s| m.peer_urls().contains(&s.peer_url()))
+            {
+                Some(s) => s.name.clone(),
+                None => m.name().to_string(),
+            }
+        };
+        if let Some(p) = m.peer_urls().first() {
+            initial.push(format!("{name}={p}"));
+        }
+    }
+    c.join_member(new, initial.join(",")).await?;
+    // Promote once the learner is in sync.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(5), client.member_promote(new_id)).await;
+        match r {
+            Ok(Ok(_)) => break,
+            Ok(Err(_)) | Err(_) if Instant::now() > deadline => {
+                out.violations.push(format!(
+                    "member-churn: learner {} was not promotable within 60 s",
+                    c.slots[new].name
+                ));
+                break;
+            }
+            _ => {
+                // A promotion whose answer was lost may have happened.
+                if let Ok(Ok(list)) =
+                    tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
+                    && list
+                        .members()
+                        .iter()
+                        .any(|m| m.id() == new_id && !m.is_learner())
+                {
+                    break;
+                }
+                sleep(Duration::from_millis(300)).await;
+                if let Ok(fresh) = connect(&url).await {
+                    client = fresh;
+                }
+            }
+        }
+    }
+    out.notes.push(format!(
+        "member-churn round {round}: {} added and promoted in {:.1} s",
+        c.slots[new].name,
+        started.elapsed().as_secs_f64()
+    ));
+    recovered(c, out, "promoting a learner").await;
+    // Remove an old member.
+    let leader = leader_or_fail(c).await?;
+    let victim = if round % 2 == 1 {
+        leader
+    } else {
+        match followers(c, leader).into_iter().find(|&i| i != new) {
+            Some(f) => f,
+            None => bail!("no follower to remove"),
+        }
+    };
+    let victim_id = c.member_id(victim).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r =
+            tokio::time::timeout(Duration::from_secs(10), client.member_remove(victim_id)).await;
+        match r {
+            Ok(Ok(_)) => break,
+            _ if Instant::now() > deadline => {
+                bail!("MemberRemove of {} did not succeed", c.slots[victim].name)
+            }
+            _ => {
+                // Already removed after an unknown outcome?
+                if let Ok(Ok(list)) =
+                    tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
+                    && !list.members().iter().any(|m| m.id() == victim_id)
+                {
+                    break;
+                }
+                sleep(Duration::from_millis(300)).await;
+                if let Ok(fresh) = connect(&url).await {
+                    client = fresh;
+                }
+            }
+        }
+    }
+    // Give the removed member a moment to learn it is out, then stop it.
+    sleep(Duration::from_millis(500)).await;
+    c.forget_member(victim);
+    out.injected += 1;
+    out.notes.push(format!(
+        "member-churn round {round}: removed {}{}",
+        c.slots[victim].name,
+        if victim == leader {
+            " (the leader)"
+        } else {
+            ""
+        }
+    ));
+    recovered(c, out, "removing a member").await;
+    Ok(())
+}
+
+/// Kills a follower, writes `catchup_bytes` in 100 KB values, restarts it and times how long
+/// it takes to reach the leader's revision with the same HashKV.
+async fn snapshot_catchup(
+    c: &mut Cluster,
+    plan: &FaultPlan,
+    round: usize,
+    out: &mut FaultOutcome,
+) -> Result<()> {
+    let leader = leader_or_fail(c).await?;
+    let f = followers(c, leader);
+    let victim = f[round % f.len().max(1)];
+    c.kill_member(victim);
+    out.injected += 1;
+    // Writers, one per gateway.
+    const VALUE: usize = 100 * 1024;
+    let count = usize::try_from(plan.catchup_bytes).unwrap_or(usize::MAX) / VALUE;
+    let urls = c.gateway_urls();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (w, url) in urls.iter().enumerate() {
+        let url = url.clone();
+        let n = urls.len();
+        tasks.push(tokio::spawn(async move {
+            let value = "x".repeat(VALUE);
+            let mut written = 0u64;
+            let mut client = None;
+            let mut i = w;
+            let mut failures = 0;
+            while i < count && failures < 200 {
+                if client.is_none() {
+                    client = connect(&url).await.ok();
+                }
+                let Some(cl) = client.as_mut() else {
+                    failures += 1;
+                    sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let key = format!("/r/big/{round}/{i:06}");
+                let put = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    cl.put(key, value.as_str(), None::<PutOptions>),
+                )
+                .await;
+                match put {
+                    Ok(Ok(_)) => {
+                        written += VALUE as u64;
+                        i += n;
+                    }
+                    _ => {
+                        failures += 1;
+                        client = None;
+                        sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            written
+        }));
+    }
+    let mut written = 0u64;
+    for t in tasks {
+        written += t.await.unwrap_or(0);
+    }
+    let write_secs = started.elapsed().as_secs_f64();
+    let leader_status = c.status(c.wait_leader(RECOVER).await?).await?;
+    c.start_member(victim).await?;
+    let restarted = Instant::now();
+    // Caught up: the member's revision reaches what the leader had and the hashes agree.
+    let target = leader_status.revision;
+    let mut last = None;
+    let caught_up = loop {
+        if let Ok(s) = c.status(victim).await {
+            if s.revision >= target {
+                break true;
+            }
+            last = Some(s);
+        }
+        if restarted.elapsed() > plan.catchup_timeout {
+            break false;
+        }
+        sleep(Duration::from_millis(200)).await;
+    };
+    let name = c.slots[victim].name.clone();
+    let mb = written as f64 / 1e6;
+    if caught_up {
+        out.notes.push(format!(
+            "snapshot-catchup round {round}: {mb:.0} MB written in {write_secs:.1} s while {name} was down \
+             (leader db size {:.0} MB, revision {target}); {name} caught up in {:.1} s",
+            leader_status.db_size as f64 / 1e6,
+            restarted.elapsed().as_secs_f64()
+        ));
+    } else {
+        let at = last
+            .map(|s| {
+                format!(
+                    "revision {} raft index {} applied {}",
+                    s.revision, s.raft_index, s.applied
+                )
+            })
+            .unwrap_or_else(|| "no answer".to_string());
+        out.violations.push(format!(
+            "snapshot-catchup: {name} did not catch up within {} s after restart \
+             ({mb:.0} MB written while it was down; leader at revision {target}; {name} at {at})",
+            plan.catchup_timeout.as_secs()
+        ));
+    }
+    recovered(c, out, "restarting the lagging member").await;
+    Ok(())
+}
