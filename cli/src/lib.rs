@@ -97,7 +97,7 @@ pub fn init_logging(level: &str) {
         let spec = if level.contains("openraft") {
             level.to_string()
         } else {
-            format!("{level},openraft=warn")
+            format!("{level},openraft=warn,openraft::core::heartbeat=error")
         };
         tracing_subscriber::EnvFilter::new(spec)
     });

@@ -301,7 +301,7 @@ impl Upstream {
     /// Identity and current revision of the preferred member.
     pub async fn member_info(&self) -> Result<MemberInfoResponse, Error> {
         self.on_member(|mut c| async move {
-            c.member_info(MemberInfoRequest {})
+            c.member_info(MemberInfoRequest { about_member: 0 })
                 .await
                 .map(tonic::Response::into_inner)
         })

@@ -245,6 +245,15 @@ fn check_reconfiguration(node: &Node, change: Change) -> Result<(), MembershipEr
 const MAX_LEARNERS: usize = 1;
 
 /// Records member `id`'s name once it has started (it is empty after MemberAdd).
+/// Whether member `id` is recorded (in this member's replicated state) as having run.
+pub fn has_started(node: &Node, id: u64) -> bool {
+    matches!(
+        node.store()
+            .meta_with_prefix(&crate::publication::started_key(id)),
+        Ok(records) if !records.is_empty()
+    )
+}
+
 pub async fn publish_name(
     node: &Node,
     id: u64,
@@ -267,6 +276,10 @@ pub async fn publish_name(
             true,
         )
         .await?;
+    }
+    if !has_started(node, id) {
+        node.write(crate::command::Command::MemberStarted { member_id: id })
+            .await?;
     }
     Ok(MemberUpdateResponse {
         header: header(node),
@@ -293,7 +306,7 @@ pub async fn publish_own_name(
             .get_node(&id)
             .map(|m| m.name.clone());
         match listed {
-            Some(n) if n == name => return,
+            Some(n) if n == name && has_started(&node, id) => return,
             Some(_) => {
                 if let Err(e) = service.publish_name(id, name.clone()).await {
                     tracing::debug!(error = %e, "publishing the member name failed; will retry");

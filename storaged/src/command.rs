@@ -36,6 +36,10 @@ pub enum Command {
     WithdrawGateway {
         client_urls: Vec<String>,
     },
+    /// A member has run as part of the cluster (recorded once; see [`crate::bootstrap`]).
+    MemberStarted {
+        member_id: u64,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -61,6 +65,7 @@ impl std::fmt::Display for Command {
                 client_urls,
             } => write!(f, "gateway {client_urls:?} prefers {member_id:x}"),
             Command::WithdrawGateway { client_urls } => write!(f, "gateway {client_urls:?} gone"),
+            Command::MemberStarted { member_id } => write!(f, "member {member_id:x} started"),
         }
     }
 }
@@ -116,7 +121,9 @@ impl Proposal {
             | Command::WithdrawGateway { client_urls } => {
                 client_urls.iter().map(|u| u.len() + 2).sum::<usize>() + 12
             }
-            Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 24,
+            Command::LeaseGrant { .. }
+            | Command::LeaseRevoke { .. }
+            | Command::MemberStarted { .. } => 24,
         }
     }
 
@@ -171,6 +178,7 @@ impl Command {
                 member_id: 0,
                 client_urls: client_urls.clone(),
             }),
+            Command::MemberStarted { member_id } => C::MemberStarted(*member_id),
         };
         RaftCommand {
             command: Some(command),
@@ -203,6 +211,7 @@ impl Command {
             Some(C::GatewayWithdrawn(g)) => Command::WithdrawGateway {
                 client_urls: g.client_urls,
             },
+            Some(C::MemberStarted(member_id)) => Command::MemberStarted { member_id },
             None => return Err("empty raft command".to_string()),
         })
     }

@@ -93,6 +93,11 @@ impl Identity {
 /// File in the data dir that pins the member and cluster ids chosen at first start.
 const ID_FILE: &str = "member-id";
 
+/// True when the data dir already belongs to a member (its ids are pinned).
+pub fn is_pinned(data_dir: &std::path::Path) -> bool {
+    data_dir.join(ID_FILE).exists()
+}
+
 impl Identity {
     /// A member restarted with its data keeps the ids it was created with, whatever the
     /// initial-cluster flags say now (as etcd ignores them once it has data). On first start

@@ -67,12 +67,7 @@ impl Lessor {
     /// Starts (or restarts) the clock of lease `id` of granted TTL `ttl` with `remaining`
     /// seconds left (a fresh grant: the full TTL).
     pub fn start(&self, id: i64, ttl: i64, remaining: i64) {
-        let clock = Clock {
-            ttl,
-            deadline: after(remaining),
-            checkpoint_at: self.next_checkpoint(remaining),
-        };
-        self.clocks.lock().insert(id, clock);
+        self.start_extended(id, ttl, remaining, Duration::ZERO);
     }
 
     /// Like [`Lessor::start`], with `extend` added to the deadline (leadership just began).
@@ -165,6 +160,10 @@ impl Lessor {
             let remaining = (c.deadline - now).as_secs_f64().ceil() as i64;
             if remaining < c.ttl {
                 due.push((*id, remaining));
+            } else {
+                // Nothing lost yet (a lease just renewed, or extended when leadership began):
+                // look again next interval.
+                c.checkpoint_at = self.checkpoint.map(|i| now + i);
             }
         }
         due.sort_unstable();
@@ -226,5 +225,17 @@ mod tests {
         assert_eq!(l.due_checkpoints(), vec![(1, 0)]);
         assert_eq!(l.renew(2, 100, false), Some(100));
         assert!(l.due_checkpoints().is_empty());
+    }
+
+    /// A lease that had lost nothing when its checkpoint came due (extended at the start of a
+    /// leadership) is looked at again, not forgotten.
+    #[test]
+    fn an_extended_lease_is_checkpointed_later() {
+        let l = Lessor::new(Some(Duration::from_millis(30)));
+        l.start_extended(1, 2, 2, Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(l.due_checkpoints().is_empty(), "still above its TTL");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(l.due_checkpoints(), vec![(1, 1)]);
     }
 }

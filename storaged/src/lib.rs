@@ -17,6 +17,7 @@
 //! [`gateways`] keeps the gateways' published client URLs (withdrawn when a gateway goes silent). [`identity`] derives member and cluster
 //! ids; [`config`] reads settings; [`server`] wires it all together.
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod command;
 pub mod config;

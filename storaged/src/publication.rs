@@ -1,5 +1,5 @@
-//! The replicated record of a published gateway (metadata, no revision): written by the
-//! state machine, read by membership listings.
+//! Replicated cluster records kept as metadata (no revision): published gateways (written by
+//! the state machine, read by membership listings) and the members that have run.
 
 pub const PREFIX: &[u8] = b"gateway/";
 
@@ -17,4 +17,13 @@ pub fn urls_of(key: &[u8]) -> Vec<String> {
         .filter(|u| !u.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+const STARTED: &[u8] = b"started/";
+
+/// The metadata key recording that member `id` has run.
+pub fn started_key(id: u64) -> Vec<u8> {
+    let mut key = STARTED.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }

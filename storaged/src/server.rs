@@ -29,7 +29,9 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
         election_timeout_max: cfg.election_timeout_ms * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
         max_in_snapshot_log_to_keep: (cfg.snapshot_count / 2).min(5_000),
-        purge_batch_size: 1_000,
+        // Small snapshot counts (tests, small clusters) purge in small batches too, so the log
+        // really ends where the snapshot begins.
+        purge_batch_size: cfg.snapshot_count.clamp(1, 1_000),
         // A member that was cut off or restarted asks before it bumps its term, so it cannot
         // depose a healthy leader when it comes back.
         enable_pre_vote: Some(true),
@@ -80,10 +82,18 @@ async fn start_raft(
 }
 
 pub async fn run(cfg: Config) -> Result<(), String> {
-    let identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
+    let mut identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
     let storage_listeners =
         metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
     let peer_listeners = metastore_cli::bind_all("listen-peer-urls", &cfg.listen_peer).await?;
+
+    if !crate::identity::is_pinned(&cfg.data_dir) {
+        if cfg.join_existing {
+            identity.cluster_id = crate::bootstrap::existing_cluster_id(&identity).await?;
+        } else {
+            crate::bootstrap::check_not_bootstrapped(&identity).await?;
+        }
+    }
     let opened = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
     let identity = identity.pinned(&cfg.data_dir)?;
     let hub = Arc::new(WatchHub::new());

@@ -513,8 +513,9 @@ impl Storage for StorageService {
 
     async fn member_info(
         &self,
-        _request: Request<MemberInfoRequest>,
+        request: Request<MemberInfoRequest>,
     ) -> Result<Response<MemberInfoResponse>, Status> {
+        let about = request.into_inner().about_member;
         let mut header = Some(ResponseHeader {
             revision: self.node.store().current_revision(),
             ..Default::default()
@@ -524,6 +525,7 @@ impl Storage for StorageService {
             header,
             name: self.node.identity().name.clone(),
             engine: self.node.store().engine().kind().to_string(),
+            about_member_started: about != 0 && cluster::has_started(&self.node, about),
         }))
     }
 }

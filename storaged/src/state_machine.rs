@@ -149,6 +149,10 @@ fn execute(w: &mut WriteTxn<'_>, cmd: &Command) -> Result<Applied, MvccError> {
             w.delete_meta(crate::publication::record(0, client_urls).0);
             Ok(Applied::Recorded)
         }
+        Command::MemberStarted { member_id } => {
+            w.put_meta(crate::publication::started_key(*member_id), vec![1]);
+            Ok(Applied::Recorded)
+        }
     }
 }
 

@@ -101,6 +101,19 @@ impl Cluster {
         }
     }
 
+    /// Whether member `i` has member `id` recorded as having run (asked on its storage port).
+    pub async fn member_knows_started(&self, i: usize, id: u64) -> Result<bool> {
+        use metastore_internal_proto::storage::MemberInfoRequest;
+        use metastore_internal_proto::storage::storage_client::StorageClient;
+        let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
+        let mut client = StorageClient::connect(url).await?;
+        let reply = client
+            .member_info(MemberInfoRequest { about_member: id })
+            .await?
+            .into_inner();
+        Ok(reply.about_member_started)
+    }
+
     fn spawn_member(&mut self, i: usize) -> Result<()> {
         let stderr = if self.member_logs {
             let f = std::fs::OpenOptions::new()

@@ -107,7 +107,10 @@ async fn members_in_step(c: &Cluster) -> Result<i64> {
         let mut revisions = Vec::new();
         for m in &c.members {
             let mut s = storage(m.storage_port).await?;
-            let info = s.member_info(MemberInfoRequest {}).await?.into_inner();
+            let info = s
+                .member_info(MemberInfoRequest { about_member: 0 })
+                .await?
+                .into_inner();
             revisions.push(info.header.context("header")?.revision);
         }
         if revisions.windows(2).all(|w| w[0] == w[1]) {

@@ -1,6 +1,6 @@
 //! Replication through real processes: 3 storaged members behind gateways, on both engines.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use etcd_client::{GetOptions, MemberAddOptions};
 use metastore_tests::{Cluster, ENGINES};
 use std::time::{Duration, Instant};
@@ -378,5 +378,59 @@ async fn silent_gateways_are_withdrawn_from_member_list() -> Result<()> {
             "{engine}: withdrawn only after the TTL"
         );
     }
+    Ok(())
+}
+
+/// A client reads its own writes with serializable reads, which the gateway spreads over all
+/// members: whichever member answers has applied what the client was already told.
+#[tokio::test]
+async fn serializable_reads_see_own_writes() -> Result<()> {
+    for engine in ENGINES {
+        let c = Cluster::start(engine, 3, 1, &[])?;
+        c.leader(0).await?;
+        let mut client = c.client(0).await?;
+        let mut stale = Vec::new();
+        for i in 0..1000 {
+            let v = format!("v{i}");
+            client.put("ryw", v.clone(), None).await?;
+            let got = client
+                .get("ryw", Some(GetOptions::new().with_serializable()))
+                .await?;
+            let seen = got.kvs().first().map(|kv| kv.value().to_vec());
+            if seen.as_deref() != Some(v.as_bytes()) {
+                stale.push((i, seen.map(|s| String::from_utf8_lossy(&s).to_string())));
+            }
+        }
+        assert!(stale.is_empty(), "{engine}: stale reads {stale:?}");
+    }
+    Ok(())
+}
+
+/// A member whose data dir was lost refuses to bootstrap again into the cluster that knows it
+/// (it could vote twice in one term), as etcd does.
+#[tokio::test]
+async fn a_wiped_member_refuses_to_bootstrap_again() -> Result<()> {
+    let mut c = Cluster::start("memory", 3, 1, &[])?;
+    let leader = c.leader(0).await?;
+    let victim = (leader + 1) % 3;
+    // Wait until the cluster has recorded that the victim ran.
+    let mut client = c.client(0).await?;
+    let id = member_id(&c, victim).await.context("victim's id")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.member_knows_started(leader, id).await? {
+        if Instant::now() > deadline {
+            bail!("the member was never recorded as started");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.kill_member(victim);
+    std::fs::remove_dir_all(c.dir.path().join(&c.members[victim].name))?;
+    c.member_logs = true;
+    let started = c.start_member(victim);
+    assert!(started.is_err(), "a wiped member started again");
+    let log = std::fs::read_to_string(c.member_log(victim))?;
+    assert!(log.contains("has already been bootstrapped"), "{log}");
+    // The others go on serving.
+    client.put("after", "ok", None).await?;
     Ok(())
 }

@@ -4,8 +4,8 @@
 
 use crate::net::{self, Net, PEER_PORT, STORAGE_PORT};
 use anyhow::{Context, Result, bail};
-use metastore_internal_proto::storage::StatusRequest;
 use metastore_internal_proto::storage::storage_client::StorageClient;
+use metastore_internal_proto::storage::{MemberInfoRequest, StatusRequest};
 use metastore_proto::etcdserverpb::HashKvRequest;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -406,11 +406,19 @@ impl Cluster {
         .into_inner();
         let s = reply.status.context("status reply without status")?;
         let header = s.header.unwrap_or_default();
+        // Status carries no store revision; MemberInfo does.
+        let info = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.member_info(MemberInfoRequest::default()),
+        )
+        .await
+        .context("member_info timed out")??
+        .into_inner();
         Ok(MemberStatus {
             id: header.member_id,
             leader: s.leader,
             term: s.raft_term,
-            revision: header.revision,
+            revision: info.header.map(|h| h.revision).unwrap_or(0),
             raft_index: s.raft_index,
             applied: s.raft_applied_index,
             db_size: s.db_size,
@@ -460,6 +468,17 @@ impl Cluster {
             .zip(answers)
             .filter_map(|(i, s)| s.ok().map(|s| (i, s)))
             .collect()
+    }
+
+    /// The slot that leads now by the members' own say: a live member that says it leads,
+    /// with the highest term (other members need not agree).
+    pub async fn leader(&self) -> Option<usize> {
+        self.statuses()
+            .await
+            .into_iter()
+            .filter(|(_, s)| s.id != 0 && s.id == s.leader)
+            .max_by_key(|(_, s)| s.term)
+            .map(|(i, _)| i)
     }
 
     /// Waits until some live member leads and every live member answers; the leader's slot.

@@ -70,12 +70,27 @@ pub struct FaultPlan {
     pub rounds: usize,
     /// How long a kill / pause / partition lasts.
     pub hold: Duration,
+    /// Pauses and partitions: every other round lasts this long instead, longer than a lock
+    /// lease's TTL, so that a deposed leader that still answers lease renewals shows.
+    pub long_hold: Duration,
+    /// member-churn: how long a learner may take to become promotable.
+    pub promote_timeout: Duration,
     /// Normal operation between faults.
     pub gap: Duration,
     /// snapshot-catchup: bytes written while the follower is down, per round.
     pub catchup_bytes: u64,
     /// How long a lagging member may take to catch up before it counts as stuck.
     pub catchup_timeout: Duration,
+}
+
+impl FaultPlan {
+    fn hold_for(&self, round: usize) -> Duration {
+        if round % 2 == 1 {
+            self.long_hold
+        } else {
+            self.hold
+        }
+    }
 }
 
 /// What the fault loop did and saw.
@@ -160,7 +175,7 @@ pub async fn run_faults(
                 let leader = leader_or_fail(c).await?;
                 c.pause_member(leader)?;
                 out.injected += 1;
-                sleep(plan.hold).await;
+                sleep(plan.hold_for(round)).await;
                 c.resume_member(leader)?;
                 recovered(c, &mut out, "SIGCONT of the paused leader").await;
             }
@@ -177,7 +192,7 @@ pub async fn run_faults(
                     c.members.iter().copied().filter(|&i| i != victim).collect();
                 net.isolate(victim, &others)?;
                 out.injected += 1;
-                sleep(plan.hold).await;
+                sleep(plan.hold_for(round)).await;
                 net.heal()?;
                 recovered(c, &mut out, "healing a partition").await;
             }
@@ -191,7 +206,7 @@ pub async fn run_faults(
                     net.block_receive(leader, &others)?;
                 }
                 out.injected += 1;
-                sleep(plan.hold).await;
+                sleep(plan.hold_for(round)).await;
                 net.heal()?;
                 recovered(c, &mut out, "healing an asymmetric partition").await;
             }
@@ -216,7 +231,7 @@ pub async fn run_faults(
                 recovered(c, &mut out, "restarting every member").await;
             }
             FaultKind::MemberChurn => {
-                member_churn(c, round, &mut out).await?;
+                member_churn(c, plan, round, &mut out).await?;
             }
             FaultKind::SnapshotCatchup => {
                 snapshot_catchup(c, plan, round, &mut out).await?;
@@ -228,7 +243,12 @@ pub async fn run_faults(
 
 /// Adds slot `3 + round` as a learner, starts it, promotes it once it is in sync, then
 /// removes an old member (a follower on even rounds, the leader on odd ones).
-async fn member_churn(c: &mut Cluster, round: usize, out: &mut FaultOutcome) -> Result<()> {
+async fn member_churn(
+    c: &mut Cluster,
+    plan: &FaultPlan,
+    round: usize,
+    out: &mut FaultOutcome,
+) -> Result<()> {
     let new = 3 + round;
     if new >= MAX_SLOTS {
         bail!("member-churn supports at most {} rounds", MAX_SLOTS - 3);
@@ -295,39 +315,59 @@ async fn member_churn(c: &mut Cluster, round: usize, out: &mut FaultOutcome) -> 
     c.join_member(new, initial.join(",")).await?;
     // Promote once the learner is in sync.
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(60);
-    loop {
+    let deadline = started + plan.promote_timeout;
+    let promoted = loop {
         let r = tokio::time::timeout(Duration::from_secs(5), client.member_promote(new_id)).await;
-        match r {
-            Ok(Ok(_)) => break,
-            Ok(Err(_)) | Err(_) if Instant::now() > deadline => {
-                out.violations.push(format!(
-                    "member-churn: learner {} was not promotable within 60 s",
-                    c.slots[new].name
-                ));
-                break;
-            }
-            _ => {
-                // A promotion whose answer was lost may have happened.
-                if let Ok(Ok(list)) =
-                    tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
-                    && list
-                        .members()
-                        .iter()
-                        .any(|m| m.id() == new_id && !m.is_learner())
-                {
-                    break;
-                }
-                sleep(Duration::from_millis(300)).await;
-                if let Ok(fresh) = connect(&url).await {
-                    client = fresh;
-                }
-            }
+        if let Ok(Ok(_)) = r {
+            break true;
         }
+        // A promotion whose answer was lost may have happened.
+        if let Ok(Ok(list)) =
+            tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
+            && list
+                .members()
+                .iter()
+                .any(|m| m.id() == new_id && !m.is_learner())
+        {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        sleep(Duration::from_millis(300)).await;
+        if let Ok(fresh) = connect(&url).await {
+            client = fresh;
+        }
+    };
+    let new_name = c.slots[new].name.clone();
+    if !promoted {
+        let state = match c.status(new).await {
+            Ok(s) => format!(
+                "term {}, leader {:x}, revision {}, raft index {}",
+                s.term, s.leader, s.revision, s.raft_index
+            ),
+            Err(e) => format!("no status: {e:#}"),
+        };
+        let hint = match c.leader().await {
+            Some(l) => last_warning(c, l, &format!("{new_id:x}"))
+                .map(|w| format!("; the leader logs: {w}"))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        out.violations.push(format!(
+            "member-churn: learner {new_name} (id {new_id:x}) added with MemberAdd and started \
+             with --initial-cluster-state existing never caught up: not promotable within {} s \
+             ({state}){hint}",
+            plan.promote_timeout.as_secs()
+        ));
+        // Take it out again so the rest of the run has a working group.
+        remove_member(&url, new_id, &new_name).await?;
+        c.forget_member(new);
+        recovered(c, out, "removing a learner that never caught up").await;
+        return Ok(());
     }
     out.notes.push(format!(
-        "member-churn round {round}: {} added and promoted in {:.1} s",
-        c.slots[new].name,
+        "member-churn round {round}: {new_name} added and promoted in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
     recovered(c, out, "promoting a learner").await;
@@ -342,30 +382,8 @@ async fn member_churn(c: &mut Cluster, round: usize, out: &mut FaultOutcome) -> 
         }
     };
     let victim_id = c.member_id(victim).await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r =
-            tokio::time::timeout(Duration::from_secs(10), client.member_remove(victim_id)).await;
-        match r {
-            Ok(Ok(_)) => break,
-            _ if Instant::now() > deadline => {
-                bail!("MemberRemove of {} did not succeed", c.slots[victim].name)
-            }
-            _ => {
-                // Already removed after an unknown outcome?
-                if let Ok(Ok(list)) =
-                    tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
-                    && !list.members().iter().any(|m| m.id() == victim_id)
-                {
-                    break;
-                }
-                sleep(Duration::from_millis(300)).await;
-                if let Ok(fresh) = connect(&url).await {
-                    client = fresh;
-                }
-            }
-        }
-    }
+    let victim_name = c.slots[victim].name.clone();
+    remove_member(&url, victim_id, &victim_name).await?;
     // Give the removed member a moment to learn it is out, then stop it.
     sleep(Duration::from_millis(500)).await;
     c.forget_member(victim);
@@ -394,6 +412,7 @@ async fn snapshot_catchup(
     let leader = leader_or_fail(c).await?;
     let f = followers(c, leader);
     let victim = f[round % f.len().max(1)];
+    let before = c.status(victim).await.map(|s| s.raft_index).unwrap_or(0);
     c.kill_member(victim);
     out.injected += 1;
     // Writers, one per gateway.
@@ -469,8 +488,10 @@ async fn snapshot_catchup(
     if caught_up {
         out.notes.push(format!(
             "snapshot-catchup round {round}: {mb:.0} MB written in {write_secs:.1} s while {name} was down \
-             (leader db size {:.0} MB, revision {target}); {name} caught up in {:.1} s",
+             (leader db size {:.0} MB, revision {target}, {name} {} raft entries behind); {name} \
+             caught up in {:.1} s",
             leader_status.db_size as f64 / 1e6,
+            leader_status.raft_index.saturating_sub(before),
             restarted.elapsed().as_secs_f64()
         ));
     } else {
@@ -490,4 +511,64 @@ async fn snapshot_catchup(
     }
     recovered(c, out, "restarting the lagging member").await;
     Ok(())
+}
+
+/// MemberRemove through the gateway at `url`, retried until the member is gone.
+async fn remove_member(url: &str, id: u64, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut client = connect(url).await?;
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(10), client.member_remove(id)).await;
+        if let Ok(Ok(_)) = r {
+            return Ok(());
+        }
+        // Already removed after an unknown outcome?
+        if let Ok(Ok(list)) =
+            tokio::time::timeout(Duration::from_secs(5), client.member_list()).await
+            && !list.members().iter().any(|m| m.id() == id)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("MemberRemove of {name} did not succeed within 30 s");
+        }
+        sleep(Duration::from_millis(300)).await;
+        if let Ok(fresh) = connect(url).await {
+            client = fresh;
+        }
+    }
+}
+
+/// The last WARN/ERROR line of member `i`'s log that mentions `needle`, without colours.
+fn last_warning(c: &Cluster, i: usize, needle: &str) -> Option<String> {
+    let path = c.dir.join("logs").join(format!("{}.log", c.slots[i].name));
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| (l.contains("WARN") || l.contains("ERROR")) && l.contains(needle))?;
+    let mut clean = String::new();
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for n in chars.by_ref() {
+                if n == 'm' {
+                    break;
+                }
+            }
+        } else {
+            clean.push(ch);
+        }
+    }
+    // The end of a log line says what went wrong; keep the timestamp and the last 300 bytes.
+    let clean = clean.trim();
+    if clean.len() <= 360 {
+        return Some(clean.to_string());
+    }
+    let mut start = clean.len() - 300;
+    while !clean.is_char_boundary(start) {
+        start += 1;
+    }
+    let stamp = clean.split_whitespace().next().unwrap_or_default();
+    Some(format!("{stamp} ...{}", &clean[start..]))
 }

@@ -46,8 +46,21 @@ pub fn output(cmd: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// True when `pid` is a running (not zombie) harness process.
 fn pid_alive(pid: u32) -> bool {
-    PathBuf::from(format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X")) {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.contains("metastore-robustness"))
+        .unwrap_or(false)
 }
 
 /// The namespaces, bridge and rules of this harness process.
@@ -75,15 +88,19 @@ impl Net {
             }
             let file = state_dir().join(id.to_string());
             // create_new: two harnesses starting at once never claim the same id.
-            if let Ok(mut f) = std::fs::OpenOptions::new()
+            match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&file)
             {
-                use std::io::Write;
-                writeln!(f, "{}", std::process::id())?;
-                claimed = Some((id, bridge, file));
-                break;
+                Ok(mut f) => {
+                    use std::io::Write;
+                    writeln!(f, "{}", std::process::id())?;
+                    claimed = Some((id, bridge, file));
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("create {}", file.display())),
             }
         }
         let (id, bridge, state_file) = claimed.context("no free network id (1..=250)")?;
@@ -254,7 +271,7 @@ impl Net {
             kill_pids_in(&ns);
             let _ = run(&["ip", "netns", "del", &ns]);
         }
-        let _ = run(&["ip", "link", "del", &self.bridge]);
+        delete_links(self.id);
         if std::mem::take(&mut *self.forward_rule.lock()) {
             delete_forward_rule(&self.bridge);
         }
@@ -293,6 +310,26 @@ fn kill_pids_in(ns: &str) {
             let _ = run(&["kill", "-KILL", pid]);
         }
     }
+}
+
+/// Deletes the veth ends (a namespace kept alive by a dying process keeps its pair) and the
+/// bridge of network `id`.
+fn delete_links(id: u8) {
+    let prefix = format!("msr{id}v");
+    if let Ok(links) = output(&["ip", "-o", "link", "show"]) {
+        for line in links.lines() {
+            let name = line
+                .split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or_default().to_string());
+            if let Some(name) = name
+                && name.starts_with(&prefix)
+            {
+                let _ = run(&["ip", "link", "del", &name]);
+            }
+        }
+    }
+    let _ = run(&["ip", "link", "del", &format!("msr{id}")]);
 }
 
 fn delete_forward_rule(bridge: &str) {
@@ -355,9 +392,8 @@ fn clean_stale() {
                 }
             }
         }
-        let bridge = format!("msr{id}");
-        let _ = run(&["ip", "link", "del", &bridge]);
-        delete_forward_rule(&bridge);
+        delete_links(id);
+        delete_forward_rule(&format!("msr{id}"));
         let _ = std::fs::remove_file(procs_file(id));
         let _ = std::fs::remove_file(entry.path());
     }

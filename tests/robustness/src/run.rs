@@ -74,6 +74,8 @@ fn plan(spec: &RunSpec) -> FaultPlan {
         kind: spec.kind,
         rounds,
         hold,
+        long_hold: Duration::from_secs(8),
+        promote_timeout: Duration::from_secs(if spec.short { 15 } else { 60 }),
         gap: Duration::from_millis(if spec.short { 1500 } else { 3000 }),
         catchup_bytes: mb * 1_000_000,
         catchup_timeout: Duration::from_secs(if spec.short { 60 } else { 300 }),
