@@ -141,3 +141,33 @@ impl RaftRpc for PeerService {
         reply(&res)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::log_id;
+
+    fn vote(term: u64) -> VoteOf<TypeConfig> {
+        openraft::Vote::new(term, 1)
+    }
+
+    /// Terms near u64::MAX would overflow openraft's term arithmetic (a panic, so an abort in
+    /// our builds): they are refused at the door, in votes, appends and log ids alike.
+    #[test]
+    fn out_of_range_terms_are_refused() {
+        let ok = VoteRequest::<TypeConfig>::new(vote(7), Some(log_id::<TypeConfig>(7, 1, 3)));
+        assert!(check_vote_request(&ok).is_ok());
+        let huge = VoteRequest::<TypeConfig>::new(vote(u64::MAX), None);
+        assert!(check_vote_request(&huge).is_err());
+        let huge_log =
+            VoteRequest::<TypeConfig>::new(vote(3), Some(log_id::<TypeConfig>(MAX_TERM, 1, 3)));
+        assert!(check_vote_request(&huge_log).is_err());
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: vote(MAX_TERM),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        assert!(check_append(&append).is_err());
+    }
+}
