@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metastore-target}
 export METASTORE_BIN_DIR=${METASTORE_BIN_DIR:-$CARGO_TARGET_DIR/release}
 if [ -z "${METASTORE_NO_BUILD:-}" ]; then
-  cargo build --release -p metastore-storaged -p metastore-gateway -p metastore-robustness
+  # The whole workspace, as every script builds it: building single packages changes feature
+  # unification and would compile RocksDB a second time.
+  cargo build --release --workspace --all-targets
 fi
 exec "$CARGO_TARGET_DIR/release/metastore-robustness" "$@"

@@ -18,3 +18,5 @@ for engine in memory rocksdb; do
   echo "== etcdctl cluster conformance, 3 members ($engine)"
   tests/compat/cluster.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
 done
+echo "== robustness: every fault kind on both engines, short mode, histories checked"
+METASTORE_NO_BUILD=1 scripts/robustness.sh --short

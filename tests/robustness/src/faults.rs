@@ -425,7 +425,9 @@ async fn snapshot_catchup(
         let url = url.clone();
         let n = urls.len();
         tasks.push(tokio::spawn(async move {
-            let value = "x".repeat(VALUE);
+            // Random text: the engines compress, and a store of 200 MB must stay that big.
+            let mut rng = fastrand::Rng::with_seed((round * 16 + w) as u64);
+            let mut value = String::new();
             let mut written = 0u64;
             let mut client = None;
             let mut i = w;
@@ -440,6 +442,9 @@ async fn snapshot_catchup(
                     continue;
                 };
                 let key = format!("/r/big/{round}/{i:06}");
+                if value.is_empty() {
+                    value = (0..VALUE).map(|_| rng.alphanumeric()).collect();
+                }
                 let put = tokio::time::timeout(
                     Duration::from_secs(10),
                     cl.put(key, value.as_str(), None::<PutOptions>),
@@ -449,6 +454,7 @@ async fn snapshot_catchup(
                     Ok(Ok(_)) => {
                         written += VALUE as u64;
                         i += n;
+                        value.clear();
                     }
                     _ => {
                         failures += 1;
