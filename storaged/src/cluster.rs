@@ -2,14 +2,15 @@
 //!
 //! Member ids for added members are derived from their peer URLs and the cluster token, as
 //! at bootstrap, so a member started with `--initial-cluster-state existing` knows its own id.
+//! Responses leave their header to the service's stamp (no revision: etcd leaves it 0).
 
+use crate::forward::{LEADER_WAIT, Leader, Redirect};
 use crate::identity;
 use crate::node::{Node, NodeError};
 use crate::raft::Member as RaftMember;
 use metastore_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteResponse,
-    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
-    StatusResponse,
+    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, StatusResponse,
 };
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
@@ -37,13 +38,24 @@ pub enum MembershipError {
     NotEnoughStarted,
     #[error("unhealthy cluster")]
     Unhealthy,
+    #[error("{0:x} is not a voting member")]
+    BadTransferee(u64),
+    #[error("leader transfer did not complete")]
+    TransferTimeout,
+    /// Raft stopped while asked to transfer leadership.
+    #[error("{0}")]
+    Stopped(String),
     #[error(transparent)]
     Node(#[from] NodeError),
 }
 
-/// Cluster responses carry no revision (etcd leaves it 0); the service stamps the rest.
-fn header(_node: &Node) -> Option<ResponseHeader> {
-    Some(ResponseHeader::default())
+impl Redirect for MembershipError {
+    fn redirect(self) -> Result<Leader, Self> {
+        match self {
+            MembershipError::Node(NodeError::NotLeader(leader)) => Ok(leader),
+            other => Err(other),
+        }
+    }
 }
 
 /// Proposes a membership change through raft (on the leader) and waits until it applies.
@@ -81,7 +93,7 @@ pub fn members(node: &Node) -> Vec<Member> {
 
 pub fn member_list(node: &Node) -> MemberListResponse {
     MemberListResponse {
-        header: header(node),
+        header: None,
         members: members(node),
     }
 }
@@ -129,7 +141,7 @@ pub async fn member_add(
     }
     let all = members(node);
     Ok(MemberAddResponse {
-        header: header(node),
+        header: None,
         member: all.iter().find(|m| m.id == id).cloned(),
         members: all,
     })
@@ -148,7 +160,7 @@ pub async fn member_remove(node: &Node, id: u64) -> Result<MemberRemoveResponse,
     };
     apply_change(node, change, false).await?;
     Ok(MemberRemoveResponse {
-        header: header(node),
+        header: None,
         members: members(node),
     })
 }
@@ -175,7 +187,7 @@ pub async fn member_update(
     )
     .await?;
     Ok(MemberUpdateResponse {
-        header: header(node),
+        header: None,
         members: members(node),
     })
 }
@@ -244,7 +256,6 @@ fn check_reconfiguration(node: &Node, change: Change) -> Result<(), MembershipEr
 /// Learners allowed at once (etcd 3.4/3.5 allow one).
 const MAX_LEARNERS: usize = 1;
 
-/// Records member `id`'s name once it has started (it is empty after MemberAdd).
 /// Whether member `id` is recorded (in this member's replicated state) as having run.
 pub fn has_started(node: &Node, id: u64) -> bool {
     matches!(
@@ -254,6 +265,8 @@ pub fn has_started(node: &Node, id: u64) -> bool {
     )
 }
 
+/// Records member `id`'s name once it has started (it is empty after MemberAdd), and that it
+/// has run.
 pub async fn publish_name(
     node: &Node,
     id: u64,
@@ -282,39 +295,9 @@ pub async fn publish_name(
             .await?;
     }
     Ok(MemberUpdateResponse {
-        header: header(node),
+        header: None,
         members: members(node),
     })
-}
-
-/// Run on every member: once this member appears in the membership under another name (a
-/// member added with MemberAdd has none), publish its own through the leader.
-pub async fn publish_own_name(
-    service: std::sync::Arc<crate::service::StorageService>,
-    node: std::sync::Arc<Node>,
-) {
-    let id = node.identity().member_id;
-    let name = node.identity().name.clone();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let listed = node
-            .raft()
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|m| m.name.clone());
-        match listed {
-            Some(n) if n == name && has_started(&node, id) => return,
-            Some(_) => {
-                if let Err(e) = service.publish_name(id, name.clone()).await {
-                    tracing::debug!(error = %e, "publishing the member name failed; will retry");
-                }
-            }
-            None => {}
-        }
-    }
 }
 
 /// etcd promotes a learner only when its matched index is at least 90% of the leader's.
@@ -351,7 +334,7 @@ pub async fn member_promote(
     )
     .await?;
     Ok(MemberPromoteResponse {
-        header: header(node),
+        header: None,
         members: members(node),
     })
 }
@@ -362,7 +345,7 @@ pub fn status(node: &Node) -> StatusResponse {
     let is_learner = node.is_learner();
     let size = node.store().engine().size_bytes() as i64;
     StatusResponse {
-        header: header(node),
+        header: None,
         version: SERVER_VERSION.to_string(),
         db_size: size,
         leader: metrics.current_leader.unwrap_or(0),
@@ -374,4 +357,28 @@ pub fn status(node: &Node) -> StatusResponse {
         is_learner,
         ..Default::default()
     }
+}
+
+/// Moves leadership to voter `target` (on the leader) and waits until it leads.
+pub async fn move_leader(node: &Node, target: u64) -> Result<(), MembershipError> {
+    node.require_leader()?;
+    if !node.raft().voter_ids().any(|v| v == target) {
+        return Err(MembershipError::BadTransferee(target));
+    }
+    if target == node.identity().member_id {
+        return Ok(());
+    }
+    node.raft()
+        .trigger()
+        .transfer_leader(target)
+        .await
+        .map_err(|e| MembershipError::Stopped(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    while node.leader().map(|(id, _)| id) != Some(target) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(MembershipError::TransferTimeout);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
 }

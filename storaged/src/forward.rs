@@ -1,28 +1,124 @@
-//! Passing requests on to the raft leader: storage clients of other members, reached on
-//! their peer URLs, shared by every handler.
+//! The one way a request reaches the raft leader. Leader work runs here when this member
+//! leads; otherwise it is passed on once to the leader, over the storage client of that member
+//! (reached on its peer URL). A request that was forwarded once is never forwarded again.
 
 use crate::node::{Node, NodeError};
 use crate::raft::Member;
 use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
-use metastore_internal_proto::storage::RequestContext;
 use metastore_internal_proto::storage::storage_client::StorageClient;
+use metastore_internal_proto::storage::{
+    ClusterRequest, KvRequest, MoveLeaderAsk, PublishGatewayRequest, RenewBatch, RequestContext,
+};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::Status;
 use tonic::transport::Channel;
+
+pub use metastore_cli::rpc::not_sent;
 
 /// How long a member without a known leader waits for one before failing a request.
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+/// Leader lookups for one request: a leader that turns out to be this member again (its view
+/// lagged) is tried here once more.
+const LEADER_LOOKUPS: usize = 2;
+
+/// A storage client of another member.
+pub type Client = StorageClient<Channel>;
+
+/// The leader, when known.
+pub type Leader = Option<(u64, Member)>;
+
+/// An error that may say "this member does not lead".
+pub trait Redirect: From<NodeError> {
+    /// `Ok(leader)` when the work belongs on the leader; the error itself otherwise.
+    fn redirect(self) -> Result<Leader, Self>;
+}
+
+impl Redirect for NodeError {
+    fn redirect(self) -> Result<Leader, Self> {
+        match self {
+            NodeError::NotLeader(leader) => Ok(leader),
+            other => Err(other),
+        }
+    }
+}
+
+/// A request that travels in the storage envelope.
+pub trait Envelope {
+    fn context(&mut self) -> &mut Option<RequestContext>;
+}
+
+macro_rules! envelope {
+    ($($t:ty),*) => {$(
+        impl Envelope for $t {
+            fn context(&mut self) -> &mut Option<RequestContext> {
+                &mut self.context
+            }
+        }
+    )*};
+}
+envelope!(
+    KvRequest,
+    ClusterRequest,
+    PublishGatewayRequest,
+    MoveLeaderAsk,
+    RenewBatch
+);
+
+/// Why leader work did not complete.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// It failed here, or could not be passed on (no leader: nothing was sent).
+    Here(E),
+    /// The call to the leader failed: certainly not sent when [`not_sent`] says so, otherwise
+    /// its outcome is unknown.
+    Call { leader: u64, status: Status },
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Here(e) => e.fmt(f),
+            Failure::Call { leader, status } => {
+                write!(f, "forwarding to leader {leader:x}: {status}")
+            }
+        }
+    }
+}
+
+impl<E> Failure<E> {
+    /// The error of this member, or the leader's transport error passed on as is (the
+    /// gateway then treats it as this member's).
+    pub fn here_or_status(self) -> Result<E, Status> {
+        match self {
+            Failure::Here(e) => Ok(e),
+            Failure::Call { status, .. } => Err(status),
+        }
+    }
+}
+
+impl<E: Redirect> Failure<E> {
+    /// As an error of this member: a call that was certainly not sent is no leader, any other
+    /// a leader change with an unknown outcome.
+    pub fn into_error(self) -> E {
+        match self {
+            Failure::Here(e) => e,
+            Failure::Call { status, .. } if not_sent(&status) => NodeError::NotLeader(None).into(),
+            Failure::Call { leader, status } => {
+                NodeError::Raft(format!("forwarding to leader {leader:x}: {status}")).into()
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Forwarder {
     node: Arc<Node>,
-    clients: Arc<Mutex<HashMap<String, StorageClient<Channel>>>>,
+    clients: Arc<Mutex<HashMap<String, Client>>>,
 }
-
-pub use metastore_cli::rpc::not_sent;
 
 impl Forwarder {
     pub fn new(node: Arc<Node>) -> Self {
@@ -32,28 +128,55 @@ impl Forwarder {
         }
     }
 
-    /// A client of the leader for passing on the request whose `context` is given: marks it
-    /// forwarded. A request that was forwarded once is not forwarded again, and none is when no
-    /// leader appears in time (both: not leader).
-    pub async fn leader_client(
+    /// Runs `here` on this member; when it answers that this member does not lead (and the
+    /// request was not forwarded already), finds the leader (waiting up to [`LEADER_WAIT`]) and
+    /// sends `request` there with `there`, marked forwarded.
+    pub async fn on_leader<R, T, E, Here, There>(
         &self,
-        context: &mut Option<RequestContext>,
-    ) -> Result<StorageClient<Channel>, NodeError> {
-        let ctx = context.get_or_insert_with(Default::default);
-        if ctx.forwarded {
-            return Err(NodeError::NotLeader(None));
+        mut request: R,
+        mut here: impl FnMut() -> Here,
+        there: impl FnOnce(Client, R) -> There,
+    ) -> Result<T, Failure<E>>
+    where
+        R: Envelope,
+        E: Redirect,
+        Here: Future<Output = Result<T, E>>,
+        There: Future<Output = Result<T, Status>>,
+    {
+        if context_of(&mut request).forwarded {
+            return here().await.map_err(Failure::Here);
         }
-        let (_, leader) = self
-            .node
-            .wait_leader(LEADER_WAIT)
-            .await
-            .ok_or(NodeError::NotLeader(None))?;
-        ctx.forwarded = true;
-        self.client(&leader)
+        let mut leader = match here().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e.redirect().map_err(Failure::Here)?,
+        };
+        for _ in 0..LEADER_LOOKUPS {
+            let (id, member) = match leader {
+                Some(l) => l,
+                None => self
+                    .node
+                    .wait_leader(LEADER_WAIT)
+                    .await
+                    .ok_or(Failure::Here(NodeError::NotLeader(None).into()))?,
+            };
+            if id == self.node.identity().member_id {
+                leader = match here().await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => e.redirect().map_err(Failure::Here)?,
+                };
+                continue;
+            }
+            let client = self.client(&member).map_err(|e| Failure::Here(e.into()))?;
+            context_of(&mut request).forwarded = true;
+            return there(client, request)
+                .await
+                .map_err(|status| Failure::Call { leader: id, status });
+        }
+        Err(Failure::Here(NodeError::NotLeader(None).into()))
     }
 
     /// A storage client for `member`, reached on its peer URL.
-    pub fn client(&self, member: &Member) -> Result<StorageClient<Channel>, NodeError> {
+    fn client(&self, member: &Member) -> Result<Client, NodeError> {
         let url = member
             .peer_urls
             .first()
@@ -73,4 +196,8 @@ impl Forwarder {
         clients.insert(url.clone(), client.clone());
         Ok(client)
     }
+}
+
+fn context_of<R: Envelope>(request: &mut R) -> &mut RequestContext {
+    request.context().get_or_insert_with(Default::default)
 }

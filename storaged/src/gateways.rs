@@ -9,6 +9,7 @@ use crate::node::{Node, NodeError};
 use crate::publication::{PREFIX, record, urls_of};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Published gateways' client URLs, by the member they prefer.
@@ -24,15 +25,79 @@ pub fn by_member(node: &Node) -> BTreeMap<u64, Vec<String>> {
     out
 }
 
+/// The publications of this member: recorded through raft, kept alive by the leader.
+pub struct Gateways {
+    node: Arc<Node>,
+    liveness: Liveness,
+}
+
+impl Gateways {
+    pub fn new(node: Arc<Node>, ttl: Duration) -> Self {
+        Self {
+            node,
+            liveness: Liveness::new(ttl),
+        }
+    }
+
+    /// This member started (`true`) or stopped leading.
+    pub fn leading(&self, leading: bool) {
+        self.liveness.leading(leading);
+    }
+
+    /// Records that a gateway serving `client_urls` prefers `member_id`. Runs on the leader
+    /// (others forward it), which notes that the gateway is alive.
+    pub async fn publish(&self, member_id: u64, client_urls: Vec<String>) -> Result<(), NodeError> {
+        let node = &self.node;
+        node.require_leader()?;
+        let (key, value) = record(member_id, &client_urls);
+        self.liveness.heard(key.clone());
+        let known = node
+            .store()
+            .meta_with_prefix(&key)?
+            .into_iter()
+            .any(|(k, v)| k == key && v == value);
+        if !known {
+            node.write(Command::PublishGateway {
+                member_id,
+                client_urls,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// On the leader: withdraws publications whose gateway has not announced itself within
+    /// the TTL.
+    pub async fn withdraw_stale(&self) {
+        let Ok(records) = self.node.store().meta_with_prefix(PREFIX) else {
+            return;
+        };
+        let stale = self
+            .liveness
+            .stale(records.into_iter().map(|(k, _)| k).collect());
+        for key in stale {
+            let client_urls = urls_of(&key);
+            tracing::info!(gateway = ?client_urls, "withdrawing the publication of a silent gateway");
+            if let Err(e) = self
+                .node
+                .write(Command::WithdrawGateway { client_urls })
+                .await
+            {
+                tracing::warn!(error = %e, "withdrawing a gateway publication failed");
+            }
+        }
+    }
+}
+
 /// When the leader last heard each publication (leader only, in memory).
-pub struct Liveness {
+struct Liveness {
     ttl: Duration,
     heard: Mutex<HashMap<Vec<u8>, Instant>>,
     leading_since: Mutex<Option<Instant>>,
 }
 
 impl Liveness {
-    pub fn new(ttl: Duration) -> Self {
+    fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             heard: Mutex::new(HashMap::new()),
@@ -40,8 +105,7 @@ impl Liveness {
         }
     }
 
-    /// This member started (`true`) or stopped leading.
-    pub fn leading(&self, leading: bool) {
+    fn leading(&self, leading: bool) {
         let mut since = self.leading_since.lock();
         match (leading, *since) {
             (true, None) => *since = Some(Instant::now()),
@@ -75,55 +139,6 @@ impl Liveness {
             .collect()
     }
 }
-
-/// Records that a gateway serving `client_urls` prefers `member_id` (the receiving member
-/// when 0). Runs on the leader (others forward it), which notes that the gateway is alive.
-pub async fn publish(
-    node: &Node,
-    member_id: u64,
-    client_urls: Vec<String>,
-) -> Result<(), NodeError> {
-    node.require_leader()?;
-    let member_id = if member_id == 0 {
-        node.identity().member_id
-    } else {
-        member_id
-    };
-    let (key, value) = record(member_id, &client_urls);
-    node.gateways().heard(key.clone());
-    let known = node
-        .store()
-        .meta_with_prefix(&key)?
-        .into_iter()
-        .any(|(k, v)| k == key && v == value);
-    if !known {
-        node.write(Command::PublishGateway {
-            member_id,
-            client_urls,
-        })
-        .await?;
-    }
-    Ok(())
-}
-
-/// On the leader: withdraws publications whose gateway has not announced itself within the
-/// TTL.
-pub async fn withdraw_stale(node: &Node) {
-    let Ok(records) = node.store().meta_with_prefix(PREFIX) else {
-        return;
-    };
-    let stale = node
-        .gateways()
-        .stale(records.into_iter().map(|(k, _)| k).collect());
-    for key in stale {
-        let client_urls = urls_of(&key);
-        tracing::info!(gateway = ?client_urls, "withdrawing the publication of a silent gateway");
-        if let Err(e) = node.write(Command::WithdrawGateway { client_urls }).await {
-            tracing::warn!(error = %e, "withdrawing a gateway publication failed");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

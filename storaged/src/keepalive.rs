@@ -2,13 +2,13 @@
 //! stream, in batches; the leader renews them in memory, and any other member passes each
 //! batch on to the leader in one call.
 
-use crate::forward::{self, Forwarder};
+use crate::errors::storage_error;
+use crate::forward::{Client, Forwarder};
 use crate::node::{Node, NodeError};
-use crate::service::storage_error;
+use crate::stamp::Stamp;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use metastore_internal_proto::storage::{RenewBatch, RenewReply};
-use metastore_proto::etcdserverpb::ResponseHeader;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,12 +29,11 @@ impl Renewer {
         Self { node, forwarder }
     }
 
-    /// Answers one batch: here when this member leads, otherwise on the leader (a batch is
-    /// passed on once). The header is this member's, as etcd fills it on the member serving
-    /// the client.
+    /// Answers one batch: here when this member leads, otherwise on the leader. The header
+    /// is this member's, as etcd fills it on the member serving the client.
     pub async fn renew(&self, batch: RenewBatch) -> RenewReply {
         let seq = batch.seq;
-        let mut reply = match self.renew_anywhere(batch).await {
+        let mut reply = match self.renew_on_leader(batch).await {
             Ok(reply) => reply,
             Err(e) => RenewReply {
                 error: Some(storage_error(&e)),
@@ -42,39 +41,33 @@ impl Renewer {
             },
         };
         reply.seq = seq;
-        let identity = self.node.identity();
-        reply.header = Some(ResponseHeader {
-            cluster_id: identity.cluster_id,
-            member_id: identity.member_id,
-            revision: self.node.store().current_revision(),
-            raft_term: self.node.raft_term(),
-        });
+        reply.header = Stamp::of(&self.node).at(self.node.store().current_revision());
         reply
     }
 
-    async fn renew_anywhere(&self, mut batch: RenewBatch) -> Result<RenewReply, NodeError> {
+    async fn renew_on_leader(&self, batch: RenewBatch) -> Result<RenewReply, NodeError> {
         let forwarded = batch.context.as_ref().is_some_and(|c| c.forwarded);
         if !forwarded && self.node.is_learner() {
             return Err(NodeError::Learner);
         }
-        match self.node.lease_renew(&batch.ids).await {
-            Ok(ttls) => Ok(RenewReply {
+        let (node, ids) = (&self.node, &batch.ids.clone());
+        let here = move || async move {
+            let ttls = node.lease_renew(ids).await?;
+            Ok(RenewReply {
                 ttls,
                 ..Default::default()
-            }),
-            Err(NodeError::NotLeader(_)) if !forwarded => {
-                let mut client = self.forwarder.leader_client(&mut batch.context).await?;
-                match client.lease_renew(batch).await {
-                    Ok(reply) => Ok(reply.into_inner()),
-                    // The leader could not be reached: nothing was renewed.
-                    Err(status) if forward::not_sent(&status) => Err(NodeError::NotLeader(None)),
-                    Err(status) => {
-                        Err(NodeError::Raft(format!("renewing on the leader: {status}")))
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        }
+            })
+        };
+        let there = |mut client: Client, batch| async move {
+            client
+                .lease_renew(batch)
+                .await
+                .map(tonic::Response::into_inner)
+        };
+        self.forwarder
+            .on_leader(batch, here, there)
+            .await
+            .map_err(|f| f.into_error())
     }
 
     /// Serves one gateway's renewal stream: batches are answered as they complete, each

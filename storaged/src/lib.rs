@@ -1,28 +1,35 @@
 //! metastore-storaged: one member of the MetaStore storage cluster.
 //!
 //! Layers, top to bottom (writes flow down, reads and answers flow up):
-//! - [`service`]: the internal storage gRPC service gateways call; runs a request here or
-//!   forwards it to the leader.
-//! - [`node`]: proposes writes to raft, confirms linearizable reads, keeps the lessor.
+//! - [`server`]: wires it all together; [`config`] reads settings.
+//! - [`service`]: the internal storage gRPC service gateways call: checks a request, runs it
+//!   through [`forward`] (here when this member leads, else once on the leader), maps the
+//!   error with [`errors`] and stamps the header with [`stamp`]. [`keepalive`] serves the
+//!   gateways' batched lease renewal streams the same way.
+//! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
+//!   gateways' publications withdrawn) and publishing this member's own name.
+//! - [`cluster`]: etcd's Cluster API, leader transfer and member status on top of raft
+//!   membership; [`gateways`] keeps the gateways' published client URLs alive on the leader.
+//! - [`node`]: proposes writes to raft, confirms linearizable reads, keeps the [`lessor`].
 //! - [`raft`]: the openraft member: log store, state machine adapter, snapshots, peer RPC.
-//! - [`cluster`]: etcd's Cluster API and member status on top of raft membership.
-//! - [`state_machine`]: applies log entries to the store, recording the applied log id
-//!   atomically with the data.
+//! - [`state_machine`]: applies [`command`]s in log order, recording the applied log id
+//!   atomically with the data; [`dedup`] applies a gateway's retried write once;
+//!   [`publication`] holds the metadata records (published gateways, members that ran).
 //! - [`mvcc`]: etcd's revisioned key-value model, independent of the engine.
 //! - [`watch`]: the watch hub: live fan-out of committed changes, history catch-up.
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
 //!
-//! [`lessor`] tracks lease deadlines on the leader; [`keepalive`] serves gateways' batched
-//! renewal streams. [`forward`] passes requests on to the leader.
-//! [`gateways`] keeps the gateways' published client URLs (withdrawn when a gateway goes silent). [`identity`] derives member and cluster
-//! ids; [`config`] reads settings; [`server`] wires it all together.
+//! Beside them: [`identity`] derives member and cluster ids; [`bootstrap`] asks the other
+//! members before a data dir is created (a joining member's cluster id, no second bootstrap).
 
 pub mod bootstrap;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dedup;
+pub mod duties;
 pub mod engine;
+pub mod errors;
 pub mod forward;
 pub mod gateways;
 pub mod identity;
@@ -34,5 +41,6 @@ pub mod publication;
 pub mod raft;
 pub mod server;
 pub mod service;
+pub mod stamp;
 pub mod state_machine;
 pub mod watch;

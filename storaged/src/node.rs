@@ -7,7 +7,6 @@
 //! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
 use crate::command::{Command, Proposal};
-use crate::gateways::Liveness;
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
@@ -76,8 +75,6 @@ fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeEr
 pub struct NodeOptions {
     /// The lease checkpoint interval when lease checkpointing is on.
     pub lease_checkpoint: Option<Duration>,
-    /// How long a gateway publication lives without being announced again.
-    pub gateway_ttl: Duration,
     /// The raft election timeout (leases are extended by it when leadership begins).
     pub election_timeout: Duration,
 }
@@ -94,8 +91,6 @@ pub struct Node {
     lease_extension: Duration,
     /// Low 48 bits of the next server-allocated lease id (start time, then a counter).
     next_lease_id: AtomicU64,
-    /// When the leader last heard each gateway publication.
-    gateways: Liveness,
     /// Set once an entry proposed by this process has committed. A member restarted as the
     /// leader (openraft restores a committed vote) only knows a possibly stale commit index,
     /// so it must commit an entry of its own before its read index can be trusted.
@@ -116,16 +111,11 @@ impl Node {
             store,
             raft,
             lessor: Lessor::new(options.lease_checkpoint),
-            gateways: Liveness::new(options.gateway_ttl),
             lessor_term: AtomicU64::new(0),
             lease_extension: options.election_timeout,
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
         }
-    }
-
-    pub fn gateways(&self) -> &Liveness {
-        &self.gateways
     }
 
     pub fn identity(&self) -> &Identity {
@@ -357,18 +347,16 @@ impl Node {
         })
     }
 
-    /// Run every 500 ms on every member; only the leader acts. It revokes every lease whose
-    /// deadline passed, records due lease checkpoints and withdraws the publications of
-    /// silent gateways. A member that just became leader first gives
-    /// every lease a fresh TTL (or, with checkpointing, its checkpointed remaining TTL), as
-    /// etcd's lessor does on promotion (deadlines are not replicated).
-    pub async fn tick(&self) {
-        if !self.raft.is_leader() {
+    /// The lessor's periodic upkeep; only the leader (`leading`) acts. It revokes every lease
+    /// whose deadline passed and records due lease checkpoints. A member that just became
+    /// leader instead gives every lease a fresh TTL (or, with checkpointing, its checkpointed
+    /// remaining TTL), as etcd's lessor does on promotion (deadlines are not replicated), and
+    /// answers `false`, as it does when not leading: leadership is not settled yet.
+    pub async fn tick_leases(&self, leading: bool) -> bool {
+        if !leading {
             self.lessor_term.store(0, Ordering::Relaxed);
-            self.gateways.leading(false);
-            return;
+            return false;
         }
-        self.gateways.leading(true);
         // Every new term of leadership starts the clocks again, even one regained between two
         // ticks: another leader may have renewed leases meanwhile.
         let term = self.raft_term();
@@ -378,7 +366,7 @@ impl Node {
                 self.lessor
                     .start_extended(id, ttl, starting, self.lease_extension);
             }
-            return;
+            return false;
         }
         for id in self.lessor.expired() {
             match self.lease_revoke(id).await {
@@ -395,7 +383,7 @@ impl Node {
                 self.lessor.schedule_next(id, remaining);
             }
         }
-        crate::gateways::withdraw_stale(self).await;
+        true
     }
 
     /// A positive id no other grant gets: 15 bits of the member id, then a counter that

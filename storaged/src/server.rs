@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::engine;
+use crate::forward::Forwarder;
+use crate::gateways::Gateways;
 use crate::identity::Identity;
 use crate::mvcc::Store;
 use crate::node::{Node, NodeOptions};
@@ -113,29 +115,18 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     );
     let options = NodeOptions {
         lease_checkpoint: cfg.lease_checkpoint,
-        gateway_ttl: cfg.gateway_publication_ttl,
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout_ms),
     };
     let node = Arc::new(Node::new(identity, store, raft.clone(), options));
-    // Every member ticks; only the leader acts (lease expiry and checkpoints, silent gateways).
-    let ticking = node.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            ticking.tick().await;
-        }
-    });
+    let gateways = Arc::new(Gateways::new(node.clone(), cfg.gateway_publication_ttl));
+    let forwarder = Forwarder::new(node.clone());
+    crate::duties::spawn(node.clone(), gateways.clone(), forwarder.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(metastore_internal_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    let service = Arc::new(StorageService::new(node.clone(), hub.clone()));
-    tokio::spawn(crate::cluster::publish_own_name(
-        service.clone(),
-        node.clone(),
-    ));
+    let service = Arc::new(StorageService::new(node.clone(), hub, gateways, forwarder));
     let storage_server = || {
         StorageServer::from_arc(service.clone())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)

@@ -4,9 +4,6 @@
 
 use super::codec;
 use super::error::MvccError;
-use super::key_range::KeyRange;
-use super::store::WriteTxn;
-use crate::engine::Table;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// etcd's upper bound on a lease TTL, in seconds.
@@ -22,7 +19,7 @@ pub struct LeaseRecord {
 
 #[derive(Debug, Default)]
 pub struct Leases {
-    map: BTreeMap<i64, LeaseRecord>,
+    pub(super) map: BTreeMap<i64, LeaseRecord>,
 }
 
 /// How to undo one lease change of a failed write.
@@ -61,14 +58,14 @@ impl Leases {
         }
     }
 
-    fn attach(&mut self, id: i64, key: &[u8]) -> bool {
+    pub(super) fn attach(&mut self, id: i64, key: &[u8]) -> bool {
         match self.map.get_mut(&id) {
             Some(r) => r.keys.insert(key.to_vec()),
             None => false,
         }
     }
 
-    fn detach(&mut self, id: i64, key: &[u8]) -> bool {
+    pub(super) fn detach(&mut self, id: i64, key: &[u8]) -> bool {
         self.map.get_mut(&id).is_some_and(|r| r.keys.remove(key))
     }
 
@@ -95,12 +92,12 @@ impl Leases {
     }
 }
 
-fn lease_key(id: i64) -> Vec<u8> {
+pub(super) fn lease_key(id: i64) -> Vec<u8> {
     (id as u64).to_be_bytes().to_vec()
 }
 
 /// A lease row's value: the granted TTL, then the checkpointed remaining TTL when set.
-fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
+pub(super) fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
     let mut v = codec::encode_u64(ttl as u64);
     if remaining != 0 {
         v.extend_from_slice(&codec::encode_u64(remaining as u64));
@@ -116,75 +113,6 @@ pub(super) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64, i64), MvccEr
         _ => (codec::decode_u64(v)?, 0),
     };
     Ok((id, ttl as i64, remaining as i64))
-}
-
-impl WriteTxn<'_> {
-    /// Moves `key` from lease `old` to lease `new` (0 = none).
-    pub(super) fn reattach(&mut self, key: &[u8], old: i64, new: i64) {
-        if old == new {
-            return;
-        }
-        if old != 0 && self.state.leases.detach(old, key) {
-            self.lease_undo.push(LeaseUndo::Detached(old, key.to_vec()));
-        }
-        if new != 0 && self.state.leases.attach(new, key) {
-            self.lease_undo.push(LeaseUndo::Attached(new, key.to_vec()));
-        }
-    }
-
-    /// Creates lease `id` with `ttl` seconds (already adjusted to the minimum).
-    pub fn grant_lease(&mut self, id: i64, ttl: i64) -> Result<(), MvccError> {
-        if ttl > MAX_LEASE_TTL {
-            return Err(MvccError::LeaseTtlTooLarge);
-        }
-        if self.state.leases.contains(id) {
-            return Err(MvccError::LeaseExists);
-        }
-        self.state.leases.map.insert(
-            id,
-            LeaseRecord {
-                ttl,
-                remaining: 0,
-                keys: BTreeSet::new(),
-            },
-        );
-        self.lease_undo.push(LeaseUndo::Granted(id));
-        self.batch
-            .put(Table::Lease, lease_key(id), encode_lease(ttl, 0));
-        Ok(())
-    }
-
-    /// Records the remaining TTL of lease `id` (0 clears it); takes no revision. A lease that
-    /// no longer exists is skipped, as etcd does.
-    pub fn checkpoint_lease(&mut self, id: i64, remaining: i64) {
-        let Some(r) = self.state.leases.map.get_mut(&id) else {
-            return;
-        };
-        if r.remaining == remaining {
-            return;
-        }
-        self.lease_undo
-            .push(LeaseUndo::Checkpointed(id, r.remaining));
-        r.remaining = remaining;
-        let value = encode_lease(r.ttl, remaining);
-        self.batch.put(Table::Lease, lease_key(id), value);
-    }
-
-    /// Removes lease `id` and deletes every attached key, all in this write's one revision.
-    pub fn revoke_lease(&mut self, id: i64) -> Result<(), MvccError> {
-        let keys: Vec<Vec<u8>> = match self.state.leases.get(id) {
-            Some(r) => r.keys.iter().cloned().collect(),
-            None => return Err(MvccError::LeaseNotFound),
-        };
-        for key in keys {
-            self.delete_range(&KeyRange::Single(key))?;
-        }
-        if let Some(record) = self.state.leases.map.remove(&id) {
-            self.lease_undo.push(LeaseUndo::Revoked(id, record));
-        }
-        self.batch.delete(Table::Lease, lease_key(id));
-        Ok(())
-    }
 }
 
 #[cfg(test)]
