@@ -25,8 +25,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Responses buffered per client stream (etcd uses 128 as well).
 const CLIENT_QUEUE: usize = 128;
-pub(super) const REASON_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
-pub(super) const REASON_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
 #[derive(Clone, Copy, Debug)]
 pub struct WatchLimits {
