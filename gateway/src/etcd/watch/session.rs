@@ -1,9 +1,10 @@
 //! One client watch stream: watch ids, and create, cancel and progress requests in order.
 
+use super::WatchLimits;
+use super::client::{ClientGone, ClientTx, ProgressReply};
+use super::feed::Feeds;
 use super::watcher::WatcherTask;
-use super::{ClientTx, WatchLimits};
 use crate::error::WatchRefusal;
-use crate::etcd::feed::Feeds;
 use crate::upstream::Upstream;
 use futures::StreamExt;
 use metastore_internal_proto::storage::WatchStart;
@@ -18,12 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
-
-/// Where a watcher stands: `None` header means it could not say.
-pub(super) struct ProgressReply {
-    pub(super) header: Option<ResponseHeader>,
-    pub(super) synced: bool,
-}
 
 pub(super) struct Handle {
     task: JoinHandle<()>,
@@ -41,8 +36,6 @@ pub(super) struct Session {
     pub(super) ended_tx: mpsc::Sender<i64>,
     pub(super) ended_rx: mpsc::Receiver<i64>,
 }
-
-pub(super) struct ClientGone;
 
 impl Session {
     pub(super) async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
