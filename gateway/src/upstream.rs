@@ -20,13 +20,17 @@ use metastore_internal_proto::storage::cluster_response::Result as ClusterResult
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_client::StorageClient;
+use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
+use metastore_internal_proto::storage::watch_upstream_response::Kind as WatchKind;
 use metastore_internal_proto::storage::{
     ClusterRequest, Consistency, ErrorCode, GatewayInfo, KvRequest, MemberInfoRequest,
     MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch, RenewReply,
-    RequestContext, StatusRequest, StatusResponse, StorageError, WatchUpstreamRequest,
-    WatchUpstreamResponse,
+    RequestContext, StatusRequest, StatusResponse, StorageError, WatchProgressAsk, WatchStart,
+    WatchUpstreamRequest, WatchUpstreamResponse,
 };
-use metastore_proto::etcdserverpb::{HashKvRequest, HashKvResponse, MoveLeaderResponse};
+use metastore_proto::etcdserverpb::{
+    HashKvRequest, HashKvResponse, MoveLeaderResponse, ResponseHeader,
+};
 use metastore_request::classify;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -52,22 +56,48 @@ struct Member {
     streams: StorageClient<Channel>,
 }
 
+/// Progress asks queued per upstream watch.
+const WATCH_ASKS: usize = 64;
+
+/// An open upstream watch (see [`Upstream::open_watch`]).
+pub struct UpstreamWatch {
+    asks: mpsc::Sender<WatchUpstreamRequest>,
+    stream: WatchStream,
+}
+
+impl UpstreamWatch {
+    /// The next message, whole; `None` when storaged ended the watch.
+    pub async fn message(&mut self) -> Result<Option<WatchUpstreamResponse>, tonic::Status> {
+        self.stream.message().await
+    }
+
+    /// Asks where the watch stands; the answer comes as a progress message, in order with the
+    /// events.
+    pub async fn ask_progress(&self) {
+        let _ = self
+            .asks
+            .send(WatchUpstreamRequest {
+                request: Some(WatchAsk::Progress(WatchProgressAsk {})),
+            })
+            .await;
+    }
+}
+
 /// An upstream watch whose messages come whole: a response storaged cut into parts (`more`)
 /// is joined before it is handed on, so every revision's events stay together.
-pub struct WatchStream(Streaming<WatchUpstreamResponse>);
+struct WatchStream(Streaming<WatchUpstreamResponse>);
 
 impl WatchStream {
-    pub async fn message(&mut self) -> Result<Option<WatchUpstreamResponse>, tonic::Status> {
-        use metastore_internal_proto::storage::watch_upstream_response::Kind;
+    async fn message(&mut self) -> Result<Option<WatchUpstreamResponse>, tonic::Status> {
         let Some(mut m) = self.0.message().await? else {
             return Ok(None);
         };
-        while let Some(Kind::Events(e)) = &mut m.kind
+        while let Some(WatchKind::Events(e)) = &mut m.kind
             && e.more
         {
             match self.0.message().await? {
                 Some(WatchUpstreamResponse {
-                    kind: Some(Kind::Events(next)),
+                    kind: Some(WatchKind::Events(next)),
                 }) => {
                     e.events.extend(next.events);
                     e.header = next.header;
@@ -448,17 +478,31 @@ impl Upstream {
         }
     }
 
-    /// Opens one upstream watch on the preferred member. `asks` carries the start request and
-    /// later progress asks.
-    pub async fn watch(
+    /// Opens one upstream watch on the preferred member: sends `start`, waits for `created`,
+    /// and returns the watch with the header of that reply. The one place that opens one.
+    pub async fn open_watch(
         &self,
-        asks: mpsc::Receiver<WatchUpstreamRequest>,
-    ) -> Result<WatchStream, Error> {
-        self.open_stream(None, |mut c| async move {
-            c.watch(ReceiverStream::new(asks)).await
+        start: WatchStart,
+    ) -> Result<(UpstreamWatch, Option<ResponseHeader>), Error> {
+        let (asks, rx) = mpsc::channel(WATCH_ASKS);
+        asks.send(WatchUpstreamRequest {
+            request: Some(WatchAsk::Start(start)),
         })
         .await
-        .map(|(s, _)| WatchStream(s))
+        .map_err(|_| Error::Internal("watch request queue closed".into()))?;
+        let (stream, _) = self
+            .open_stream(None, |mut c| async move {
+                c.watch(ReceiverStream::new(rx)).await
+            })
+            .await?;
+        let mut stream = WatchStream(stream);
+        match stream.message().await {
+            Ok(Some(WatchUpstreamResponse {
+                kind: Some(WatchKind::Created(c)),
+            })) => Ok((UpstreamWatch { asks, stream }, c.header)),
+            Ok(_) => Err(Error::Internal("watch not created".into())),
+            Err(s) => Err(error::from_upstream(&s)),
+        }
     }
 
     /// Opens the keep-alive stream (batched lease renewals of all this gateway's clients) on

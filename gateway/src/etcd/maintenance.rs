@@ -22,8 +22,8 @@ impl MaintenanceService {
     }
 }
 
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!("metastore: {what} is not supported yet"))
+fn unsupported(what: &'static str) -> Status {
+    Error::Unsupported(what).into()
 }
 
 #[tonic::async_trait]

@@ -14,7 +14,6 @@ macro_rules! expect_result {
 }
 
 pub mod cluster;
-mod feed;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

@@ -5,13 +5,17 @@
 //! events from a shared feed (watchers "from now", see `feed`) or from an upstream watch of
 //! its own, applying filters and fragmentation (`fragment`). If its source goes away, the
 //! task resumes from the next undelivered revision, so the client sees no gap and no duplicate.
+//! The session and its watchers share only what is in `client` (the reply channel, progress
+//! answers). Every upstream watch, shared or not, is opened by `Upstream::open_watch`.
 
+mod client;
+mod feed;
 mod fragment;
 mod session;
 mod watcher;
 
-use super::feed::Feeds;
 use crate::upstream::Upstream;
+use feed::Feeds;
 use metastore_proto::etcdserverpb::watch_server::Watch;
 use metastore_proto::etcdserverpb::{WatchRequest, WatchResponse};
 use session::Session;
@@ -25,8 +29,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Responses buffered per client stream (etcd uses 128 as well).
 const CLIENT_QUEUE: usize = 128;
-pub(super) const REASON_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
-pub(super) const REASON_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
 #[derive(Clone, Copy, Debug)]
 pub struct WatchLimits {
@@ -54,8 +56,6 @@ impl WatchService {
         }
     }
 }
-
-pub(super) type ClientTx = mpsc::Sender<Result<WatchResponse, Status>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {

@@ -1,8 +1,10 @@
 //! One client watch stream: watch ids, and create, cancel and progress requests in order.
 
+use super::WatchLimits;
+use super::client::{ClientGone, ClientTx, ProgressReply};
+use super::feed::Feeds;
 use super::watcher::WatcherTask;
-use super::{ClientTx, REASON_DUPLICATE_ID, REASON_EMPTY_RANGE, WatchLimits};
-use crate::etcd::feed::Feeds;
+use crate::error::WatchRefusal;
 use crate::upstream::Upstream;
 use futures::StreamExt;
 use metastore_internal_proto::storage::WatchStart;
@@ -17,12 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
-
-/// Where a watcher stands: `None` header means it could not say.
-pub(super) struct ProgressReply {
-    pub(super) header: Option<ResponseHeader>,
-    pub(super) synced: bool,
-}
 
 pub(super) struct Handle {
     task: JoinHandle<()>,
@@ -40,8 +36,6 @@ pub(super) struct Session {
     pub(super) ended_tx: mpsc::Sender<i64>,
     pub(super) ended_rx: mpsc::Receiver<i64>,
 }
-
-pub(super) struct ClientGone;
 
 impl Session {
     pub(super) async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
@@ -94,14 +88,14 @@ impl Session {
         }
     }
 
-    async fn refuse(&self, reason: String) -> Result<(), ClientGone> {
+    async fn refuse(&self, refusal: WatchRefusal) -> Result<(), ClientGone> {
         let header = self.current_header().await;
         self.send(WatchResponse {
             header,
             watch_id: -1,
             created: true,
             canceled: true,
-            cancel_reason: reason,
+            cancel_reason: refusal.reason(),
             ..Default::default()
         })
         .await
@@ -112,11 +106,11 @@ impl Session {
             c.key = vec![0];
         }
         if !c.range_end.is_empty() && c.range_end != [0] && c.key >= c.range_end {
-            return self.refuse(REASON_EMPTY_RANGE.into()).await;
+            return self.refuse(WatchRefusal::EmptyRange).await;
         }
         let id = if c.watch_id != 0 {
             if self.watchers.contains_key(&c.watch_id) {
-                return self.refuse(REASON_DUPLICATE_ID.into()).await;
+                return self.refuse(WatchRefusal::DuplicateId).await;
             }
             c.watch_id
         } else {
@@ -128,20 +122,12 @@ impl Session {
         };
         if self.watchers.len() >= self.limits.per_stream {
             let limit = self.limits.per_stream;
-            return self
-                .refuse(format!(
-                    "metastore: too many watchers on this stream (limit {limit})"
-                ))
-                .await;
+            return self.refuse(WatchRefusal::StreamLimit(limit)).await;
         }
         if self.total.fetch_add(1, Ordering::Relaxed) >= self.limits.per_gateway {
             self.total.fetch_sub(1, Ordering::Relaxed);
             let limit = self.limits.per_gateway;
-            return self
-                .refuse(format!(
-                    "metastore: too many watchers on this gateway (limit {limit})"
-                ))
-                .await;
+            return self.refuse(WatchRefusal::GatewayLimit(limit)).await;
         }
         let (asks_tx, asks_rx) = mpsc::channel(16);
         let (created_tx, created_rx) = oneshot::channel();
@@ -179,7 +165,7 @@ impl Session {
             }
             Ok(Err(e)) => {
                 self.total.fetch_sub(1, Ordering::Relaxed);
-                self.refuse(e.to_string()).await
+                self.refuse(WatchRefusal::Failed(e)).await
             }
             Err(_) => {
                 self.total.fetch_sub(1, Ordering::Relaxed);

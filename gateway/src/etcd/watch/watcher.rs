@@ -1,17 +1,13 @@
 //! One client watcher: relays its upstream source (a shared feed or its own watch) to the
 //! client, resuming from the first undelivered revision when the source goes away.
 
-use super::ClientTx;
+use super::client::{ClientGone, ClientTx, ProgressReply};
+use super::feed::{FeedKey, Feeds, Shared, Subscription};
 use super::fragment::fragment;
-use super::session::{ClientGone, ProgressReply};
 use crate::error::Error;
-use crate::etcd::feed::{FeedKey, Feeds, Shared, Subscription};
-use crate::upstream::{Upstream, WatchStream};
-use metastore_internal_proto::storage::watch_upstream_request::Request as Ask;
+use crate::upstream::{Upstream, UpstreamWatch};
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
-use metastore_internal_proto::storage::{
-    WatchProgressAsk, WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
-};
+use metastore_internal_proto::storage::{WatchStart, WatchUpstreamResponse};
 use metastore_proto::etcdserverpb::{ResponseHeader, WatchResponse};
 use metastore_proto::mvccpb::event::EventType;
 use std::collections::VecDeque;
@@ -30,7 +26,7 @@ enum Source {
     /// A feed shared with other watchers of the same range (coalescing).
     Shared(Subscription),
     /// An upstream watch of its own.
-    Own(mpsc::Sender<WatchUpstreamRequest>, Box<WatchStream>),
+    Own(Box<UpstreamWatch>),
 }
 
 impl Source {
@@ -39,16 +35,14 @@ impl Source {
     async fn next(&mut self) -> Option<Shared> {
         match self {
             Source::Shared(sub) => sub.queue.recv().await,
-            Source::Own(_, up) => up.message().await.ok().flatten().map(Arc::new),
+            Source::Own(up) => up.message().await.ok().flatten().map(Arc::new),
         }
     }
 
     async fn ask_progress(&mut self) {
         match self {
             Source::Shared(sub) => sub.ask_progress().await,
-            Source::Own(tx, _) => {
-                let _ = tx.send(progress_ask()).await;
-            }
+            Source::Own(up) => up.ask_progress().await,
         }
     }
 }
@@ -72,24 +66,12 @@ pub(super) struct WatcherTask {
 impl WatcherTask {
     /// Opens an upstream watch of its own from `start_revision`; returns the `created` header.
     async fn open(&self, start_revision: i64) -> Result<(Source, Option<ResponseHeader>), Error> {
-        let (tx, rx) = mpsc::channel(16);
         let start = WatchStart {
             start_revision,
             ..self.start.clone()
         };
-        let _ = tx
-            .send(WatchUpstreamRequest {
-                request: Some(Ask::Start(start)),
-            })
-            .await;
-        let mut up = self.upstream.watch(rx).await?;
-        match up.message().await {
-            Ok(Some(WatchUpstreamResponse {
-                kind: Some(Kind::Created(c)),
-            })) => Ok((Source::Own(tx, Box::new(up)), c.header)),
-            Ok(_) => Err(Error::Internal("watch not created".into())),
-            Err(s) => Err(crate::error::from_upstream(&s)),
-        }
+        let (up, header) = self.upstream.open_watch(start).await?;
+        Ok((Source::Own(Box::new(up)), header))
     }
 
     /// Watchers "from now" share a feed; others (history) get their own upstream watch.
@@ -275,11 +257,5 @@ impl WatcherTask {
             }
             Some(Kind::Created(_)) | None => Ok(true),
         }
-    }
-}
-
-fn progress_ask() -> WatchUpstreamRequest {
-    WatchUpstreamRequest {
-        request: Some(Ask::Progress(WatchProgressAsk {})),
     }
 }

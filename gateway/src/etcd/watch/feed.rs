@@ -8,12 +8,9 @@
 //! never holds up the others, and loses nothing). Progress questions are forwarded upstream
 //! and each answer goes back to the subscriber that asked, in order with the events.
 
-use crate::upstream::{Upstream, WatchStream};
-use metastore_internal_proto::storage::watch_upstream_request::Request as Ask;
+use crate::upstream::{Upstream, UpstreamWatch};
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
-use metastore_internal_proto::storage::{
-    WatchProgress, WatchProgressAsk, WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
-};
+use metastore_internal_proto::storage::{WatchProgress, WatchStart, WatchUpstreamResponse};
 use metastore_proto::etcdserverpb::ResponseHeader;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -127,32 +124,20 @@ impl Feeds {
     }
 }
 
-type Upstreams = (mpsc::Sender<WatchUpstreamRequest>, WatchStream);
-
+/// Opens the feed's upstream watch from `start_revision`; the header of its `created` reply.
 async fn open(
     upstream: &Upstream,
     key: &FeedKey,
     start_revision: i64,
-) -> Option<(Upstreams, ResponseHeader)> {
-    let (tx, rx) = mpsc::channel(64);
+) -> Option<(UpstreamWatch, ResponseHeader)> {
     let start = WatchStart {
         key: key.key.clone(),
         range_end: key.range_end.clone(),
         start_revision,
         prev_kv: key.prev_kv,
     };
-    tx.send(WatchUpstreamRequest {
-        request: Some(Ask::Start(start)),
-    })
-    .await
-    .ok()?;
-    let mut up = upstream.watch(rx).await.ok()?;
-    match up.message().await {
-        Ok(Some(WatchUpstreamResponse {
-            kind: Some(Kind::Created(c)),
-        })) => Some(((tx, up), c.header.unwrap_or_default())),
-        _ => None,
-    }
+    let (up, header) = upstream.open_watch(start).await.ok()?;
+    Some((up, header.unwrap_or_default()))
 }
 
 fn header_at(template: &ResponseHeader, revision: i64) -> ResponseHeader {
@@ -174,12 +159,6 @@ enum Asker {
     },
 }
 
-fn progress_ask() -> WatchUpstreamRequest {
-    WatchUpstreamRequest {
-        request: Some(Ask::Progress(WatchProgressAsk {})),
-    }
-}
-
 async fn run_feed(
     feeds: Feeds,
     key: FeedKey,
@@ -188,7 +167,7 @@ async fn run_feed(
 ) {
     let mut subs: HashMap<u64, mpsc::Sender<Shared>> = HashMap::new();
     let mut askers: VecDeque<Asker> = VecDeque::new();
-    let Some(((mut up_tx, mut up), created)) = open(&feeds.upstream, &key, 0).await else {
+    let Some((mut up, created)) = open(&feeds.upstream, &key, 0).await else {
         feeds.retire(&key, &me);
         return;
     };
@@ -206,7 +185,7 @@ async fn run_feed(
                         }
                     } else {
                         askers.push_back(Asker::Joining { id, queue, created });
-                        let _ = up_tx.send(progress_ask()).await;
+                        up.ask_progress().await;
                     }
                 }
                 Some(Cmd::Unsubscribe(id)) => {
@@ -217,7 +196,7 @@ async fn run_feed(
                 }
                 Some(Cmd::Progress(id)) => {
                     askers.push_back(Asker::Subscriber(id));
-                    let _ = up_tx.send(progress_ask()).await;
+                    up.ask_progress().await;
                 }
                 None => break,
             },
@@ -295,8 +274,7 @@ async fn run_feed(
                     }
                     let mut backoff = Duration::from_millis(50);
                     loop {
-                        if let Some(((t, u), _)) = open(&feeds.upstream, &key, position + 1).await {
-                            up_tx = t;
+                        if let Some((u, _)) = open(&feeds.upstream, &key, position + 1).await {
                             up = u;
                             break;
                         }
