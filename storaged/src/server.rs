@@ -37,6 +37,12 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
         // A member that was cut off or restarted asks before it bumps its term, so it cannot
         // depose a healthy leader when it comes back.
         enable_pre_vote: Some(true),
+        // A restarted leader stands for election in a new term, never leads on in its old one.
+        // Its log may have lost a tail that followers synced (the leader's own sync runs beside
+        // replication, and a kill -9 loses what it had not synced); leading on in the same term
+        // it would write other entries under the same log ids, which followers take as the
+        // entries they hold, and the members' states part for good.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     config.validate().map_err(|e| format!("raft settings: {e}"))
@@ -103,7 +109,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         Store::open_observed(opened.engine, Some(hub.clone()))
             .map_err(|e| format!("cannot open store: {e}"))?,
     );
-    let raft = start_raft(&cfg, &identity, store.clone(), LogStore::new(opened.log)).await?;
+    let raft = start_raft(
+        &cfg,
+        &identity,
+        store.clone(),
+        LogStore::new(opened.log).with_failpoints(identity.member_id),
+    )
+    .await?;
     tracing::info!(
         name = %cfg.name,
         engine = %cfg.engine,

@@ -25,6 +25,32 @@ const COMMITTED: &str = "committed";
 pub struct LogStore {
     backend: Arc<dyn LogBackend>,
     syncer: Arc<Syncer>,
+    slow_leader_sync: Option<SlowLeaderSync>,
+}
+
+/// Failpoint for fault tests (`METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS`): the sync of entries
+/// this member appended as leader waits this long first, as on a leader with a slow disk, so
+/// followers hold entries that the leader's own log has not made durable yet.
+#[derive(Clone, Copy)]
+struct SlowLeaderSync {
+    member_id: u64,
+    delay: std::time::Duration,
+}
+
+impl SlowLeaderSync {
+    const VAR: &'static str = "METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS";
+
+    fn from_env(member_id: u64) -> Option<Self> {
+        let ms: u64 = std::env::var(Self::VAR).ok()?.parse().ok()?;
+        tracing::warn!(
+            ms,
+            "failpoint: syncs of this member's own entries are delayed"
+        );
+        Some(Self {
+            member_id,
+            delay: std::time::Duration::from_millis(ms),
+        })
+    }
 }
 
 /// Group commit: appends are numbered; a sync makes every append made before it durable, so
@@ -56,7 +82,14 @@ impl LogStore {
                 appended: AtomicU64::new(0),
                 synced: Mutex::new(0),
             }),
+            slow_leader_sync: None,
         }
+    }
+
+    /// Arms the failpoints named in the environment for member `member_id`.
+    pub fn with_failpoints(mut self, member_id: u64) -> Self {
+        self.slow_leader_sync = SlowLeaderSync::from_env(member_id);
+        self
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -151,14 +184,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = Vec::new();
+        let mut own = false;
         for entry in entries {
+            let leader = entry.log_id().committed_leader_id().node_id;
+            own |= self.slow_leader_sync.is_some_and(|f| f.member_id == leader);
             batch.push((entry.index(), codec::encode(&entry)?));
         }
         self.backend.append(batch)?;
         let seq = self.syncer.appended.fetch_add(1, Ordering::AcqRel) + 1;
         let backend = self.backend.clone();
         let syncer = self.syncer.clone();
+        let delay = self.slow_leader_sync.filter(|_| own).map(|f| f.delay);
         tokio::task::spawn_blocking(move || {
+            if let Some(delay) = delay {
+                std::thread::sleep(delay);
+            }
             callback.io_completed(syncer.sync_upto(backend.as_ref(), seq))
         });
         Ok(())

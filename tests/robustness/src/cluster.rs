@@ -69,6 +69,8 @@ pub struct Cluster {
     bootstrap: Vec<Option<(String, bool)>>,
     gateways: Vec<Gateway>,
     storaged_args: Vec<String>,
+    /// Environment of every storaged process (failpoints).
+    storaged_env: Vec<(String, String)>,
     pub election_timeout_ms: u64,
 }
 
@@ -106,6 +108,7 @@ impl Cluster {
         gateways: &[usize],
         all_slot_endpoints: bool,
         storaged_args: Vec<String>,
+        storaged_env: Vec<(String, String)>,
         election_timeout_ms: u64,
     ) -> Result<Cluster> {
         std::fs::create_dir_all(dir.join("logs"))?;
@@ -139,6 +142,7 @@ impl Cluster {
             bootstrap: vec![None; MAX_SLOTS],
             gateways: Vec::new(),
             storaged_args,
+            storaged_env,
             election_timeout_ms,
         };
         let initial: Vec<String> = (0..n)
@@ -199,6 +203,7 @@ impl Cluster {
             cmd.args(["--initial-cluster-state", "existing"]);
         }
         cmd.args(&self.storaged_args);
+        cmd.envs(self.storaged_env.iter().map(|(k, v)| (k, v)));
         let (out, err) = log_file(&self.dir, &slot.name, "start")?;
         let child = cmd
             .stdin(Stdio::null())

@@ -14,6 +14,9 @@ pub enum FaultKind {
     KillLeader,
     /// kill -9 of a follower, restarted after a few seconds.
     KillFollower,
+    /// kill -9 of the leader under load and an immediate restart, before the followers' election
+    /// timeout: a leader that lost the unsynced tail of its log must not lead on with it.
+    BounceLeader,
     /// kill -9 of a gateway, restarted on the same port.
     KillGateway,
     /// SIGSTOP of the leader for several election timeouts, then SIGCONT.
@@ -35,9 +38,10 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
+        FaultKind::BounceLeader,
         FaultKind::KillGateway,
         FaultKind::StopLeader,
         FaultKind::PartitionLeader,
@@ -163,6 +167,13 @@ pub async fn run_faults(
                 sleep(plan.hold).await;
                 c.start_member(victim).await?;
                 recovered(c, &mut out, "restarting a killed member").await;
+            }
+            FaultKind::BounceLeader => {
+                let leader = leader_or_fail(c).await?;
+                c.kill_member(leader);
+                out.injected += 1;
+                c.start_member(leader).await?;
+                recovered(c, &mut out, "restarting the killed leader at once").await;
             }
             FaultKind::KillGateway => {
                 let g = round % c.gateway_count();

@@ -56,6 +56,7 @@ const ELECTION_TIMEOUT_MS: u64 = 500;
 fn plan(spec: &RunSpec) -> FaultPlan {
     let rounds = spec.rounds.unwrap_or(match (spec.short, spec.kind) {
         (true, FaultKind::SnapshotCatchup) => 1,
+        (true, FaultKind::BounceLeader) => 4,
         (true, _) => 2,
         (false, FaultKind::SnapshotCatchup) => 2,
         (false, FaultKind::MemberChurn) => 3,
@@ -184,6 +185,15 @@ pub async fn run(spec: RunSpec) -> Result<RunResult> {
         "1000"
     };
     let storaged_args = vec!["--snapshot-count".to_string(), snapshot_count.to_string()];
+    // bounce-leader: a slow disk on the leader, so followers hold entries the leader's own log
+    // has not synced when it is killed.
+    let storaged_env = match spec.kind {
+        FaultKind::BounceLeader => vec![(
+            "METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS".to_string(),
+            "300".to_string(),
+        )],
+        _ => Vec::new(),
+    };
     let mut c = Cluster::start(
         &spec.engine,
         &spec.dir,
@@ -193,6 +203,7 @@ pub async fn run(spec: RunSpec) -> Result<RunResult> {
         &[0, 1, 2],
         spec.kind == FaultKind::MemberChurn,
         storaged_args,
+        storaged_env,
         ELECTION_TIMEOUT_MS,
     )
     .await?;
