@@ -22,6 +22,8 @@ pub struct Cluster {
     gateways: Vec<(Option<Proc>, usize)>,
     /// Extra storaged flags (for example a small `--snapshot-count`).
     pub storaged_args: Vec<String>,
+    /// Extra gateway flags.
+    pub gateway_args: Vec<String>,
     /// When set, members started from now on log to `<dir>/<name>.log` (appending) instead of
     /// the test's stderr, so a test can look for what a member did.
     pub member_logs: bool,
@@ -30,6 +32,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and `gateways` gateways; gateway `g` prefers member `g % n`.
     pub fn start(engine: &str, n: usize, gateways: usize, storaged_args: &[&str]) -> Result<Self> {
+        Self::start_with(engine, n, gateways, storaged_args, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra gateway flags.
+    pub fn start_with(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        storaged_args: &[&str],
+        gateway_args: &[&str],
+    ) -> Result<Self> {
         let mut members = Vec::new();
         for i in 0..n {
             members.push(MemberSpec {
@@ -46,6 +59,7 @@ impl Cluster {
             gateway_ports: Vec::new(),
             gateways: Vec::new(),
             storaged_args: storaged_args.iter().map(|s| s.to_string()).collect(),
+            gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(),
             member_logs: false,
         };
         for i in 0..n {
@@ -206,6 +220,7 @@ impl Cluster {
             .arg(format!("--listen-client-urls={url}"))
             .arg(format!("--advertise-client-urls={url}"))
             .arg(format!("--storage-endpoints={}", endpoints.join(",")))
+            .args(&self.gateway_args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -9,12 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod corpus;
+pub mod deployment;
+pub mod watching;
 
 pub use cluster::Cluster;
+pub use deployment::{Case, Deployment, Topology, retry_until};
 pub use metastore_proto::etcdserverpb::kv_client::KvClient;
 pub use metastore_proto::etcdserverpb::watch_client::WatchClient;
 
-/// Both engines; tests that must hold on every engine loop over this.
+/// Both engines, for tests that are about several members by nature (raft, failover) and
+/// so take engines only; every other test runs over [`Case::ALL`] through [`matrix!`].
 pub const ENGINES: [&str; 2] = ["memory", "rocksdb"];
 
 /// Directory with the built binaries: the test executable lives in `<target>/<profile>/deps`.
@@ -67,107 +72,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// One storaged and one gateway.
-pub struct Deployment {
-    pub engine: String,
-    pub dir: tempfile::TempDir,
-    pub storage_port: u16,
-    pub peer_port: u16,
-    pub client_port: u16,
-    pub storaged: Option<Proc>,
-    pub gateway: Option<Proc>,
-    /// Extra flags for the gateway.
-    pub gateway_args: Vec<String>,
-}
-
-impl Deployment {
-    pub fn start(engine: &str) -> Result<Self> {
-        Self::start_with(engine, &[])
-    }
-
-    /// Like [`Deployment::start`], with extra gateway flags.
-    pub fn start_with(engine: &str, gateway_args: &[&str]) -> Result<Self> {
-        let mut d = Deployment {
-            gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(),
-            engine: engine.to_string(),
-            dir: tempfile::tempdir()?,
-            storage_port: free_port()?,
-            peer_port: free_port()?,
-            client_port: free_port()?,
-            storaged: None,
-            gateway: None,
-        };
-        d.start_storaged()?;
-        d.start_gateway()?;
-        Ok(d)
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    pub fn start_storaged(&mut self) -> Result<()> {
-        let peer = self.peer_port;
-        let mut child = Command::new(binary("metastore-storaged")?)
-            .args(["--name", "s1", "--engine", &self.engine])
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .arg(format!(
-                "--listen-storage-urls=http://127.0.0.1:{}",
-                self.storage_port
-            ))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster=s1=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawn storaged")?;
-        wait_port(self.storage_port, &mut child, "storaged")?;
-        self.storaged = Some(Proc(child));
-        Ok(())
-    }
-
-    pub fn start_gateway(&mut self) -> Result<()> {
-        let mut child = Command::new(binary("metastore-gateway")?)
-            .arg(format!(
-                "--listen-client-urls=http://127.0.0.1:{}",
-                self.client_port
-            ))
-            .arg(format!(
-                "--storage-endpoints=http://127.0.0.1:{}",
-                self.storage_port
-            ))
-            .args(&self.gateway_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawn gateway")?;
-        wait_port(self.client_port, &mut child, "gateway")?;
-        self.gateway = Some(Proc(child));
-        Ok(())
-    }
-
-    /// SIGKILL the storaged process (no chance to flush anything).
-    pub fn kill_storaged(&mut self) {
-        self.storaged = None;
-    }
-
-    pub fn kill_gateway(&mut self) {
-        self.gateway = None;
-    }
-
-    pub async fn client(&self) -> Result<etcd_client::Client> {
-        Ok(etcd_client::Client::connect([self.endpoint()], None).await?)
-    }
-
-    pub async fn kv(&self) -> Result<KvClient<tonic::transport::Channel>> {
-        connect_kv(&self.endpoint()).await
     }
 }
 

@@ -2,24 +2,16 @@
 
 use anyhow::{Context, Result, bail};
 use etcd_client::{GetOptions, MemberAddOptions};
-use metastore_tests::{Cluster, ENGINES};
+use metastore_tests::{Cluster, ENGINES, retry_until};
 use std::time::{Duration, Instant};
 
 /// Reads `key` linearizably through gateway `g`, retrying while the cluster elects.
 async fn get(c: &Cluster, g: usize, key: &str) -> Result<Option<Vec<u8>>> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match c.client(g).await {
-            Ok(mut client) => match client.get(key, None).await {
-                Ok(r) => return Ok(r.kvs().first().map(|kv| kv.value().to_vec())),
-                Err(e) if Instant::now() > deadline => return Err(e.into()),
-                Err(_) => {}
-            },
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    retry_until("a linearizable read", Duration::from_secs(20), || async {
+        let r = c.client(g).await?.get(key, None).await?;
+        Ok(Some(r.kvs().first().map(|kv| kv.value().to_vec())))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -33,14 +25,13 @@ async fn write_on_one_gateway_read_on_another() -> Result<()> {
         assert_eq!(get(&c, 1, "k").await?, Some(b"v1".to_vec()), "{engine}");
         // Every member holds the write: each member's own store has the value (waiting for
         // followers to apply it).
-        let deadline = Instant::now() + Duration::from_secs(10);
         for i in 0..3 {
-            while c.member_get(i, "k").await? != Some(b"v1".to_vec()) {
-                if Instant::now() > deadline {
-                    bail!("{engine}: member {i} never applied the write");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let what = format!("{engine}: member {i} applying the write");
+            let c = &c;
+            retry_until(&what, Duration::from_secs(10), || async move {
+                Ok((c.member_get(i, "k").await? == Some(b"v1".to_vec())).then_some(()))
+            })
+            .await?;
         }
         // And a serializable read through a gateway that just saw the write is not older.
         let mut b = c.client(1).await?;
@@ -162,21 +153,19 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
         // Gateway `lagging` prefers the restarted member: its Status shows that member's
         // applied index once the gateway is back on it.
         let target = client.status().await?.raft_index();
-        let deadline = Instant::now() + Duration::from_secs(30);
         let mut own = c.client(lagging).await?;
         let lagging_id = member_id(&c, lagging).await;
-        loop {
-            if let Ok(s) = own.status().await
-                && s.raft_applied_index() >= target
-                && s.header().map(|h| h.member_id()) == lagging_id
-            {
-                break;
+        let what = format!("{engine}: the restarted member catching up");
+        retry_until(&what, Duration::from_secs(30), || {
+            let mut own = own.clone();
+            async move {
+                let s = own.status().await?;
+                Ok((s.raft_applied_index() >= target
+                    && s.header().map(|h| h.member_id()) == lagging_id)
+                    .then_some(()))
             }
-            if Instant::now() > deadline {
-                bail!("{engine}: restarted member did not catch up");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await?;
         let count = own
             .get(
                 "s/",
@@ -259,13 +248,15 @@ async fn membership_changes_under_traffic() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The learner knows it is one once the membership reached it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !on_learner.status().await?.is_learner() {
-        if Instant::now() > deadline {
-            bail!("the learner's gateway never reported a learner");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    retry_until(
+        "the learner's gateway reporting a learner",
+        Duration::from_secs(20),
+        || {
+            let mut on_learner = on_learner.clone();
+            async move { Ok(on_learner.status().await?.is_learner().then_some(())) }
+        },
+    )
+    .await?;
     let err = on_learner.put("x", "y", None).await.expect_err("learner");
     assert_eq!(
         metastore_tests::grpc_status(&err),
@@ -274,17 +265,12 @@ async fn membership_changes_under_traffic() -> Result<()> {
             "etcdserver: rpc not supported for learner".to_string()
         )
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match client.member_promote(id).await {
-            Ok(r) => {
-                assert!(r.members().iter().all(|m| !m.is_learner()));
-                break;
-            }
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    let promoted = retry_until("promoting the learner", Duration::from_secs(20), || {
+        let mut client = client.clone();
+        async move { Ok(Some(client.member_promote(id).await?)) }
+    })
+    .await?;
+    assert!(promoted.members().iter().all(|m| !m.is_learner()));
     let err = client
         .member_promote(id)
         .await
@@ -294,25 +280,23 @@ async fn membership_changes_under_traffic() -> Result<()> {
         "etcdserver: can only promote a learner member"
     );
     // The started member published its name (empty after MemberAdd, as in etcd).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = client.member_list().await?;
-        assert_eq!(list.members().len(), 4);
-        if list
-            .members()
-            .iter()
-            .any(|m| m.id() == id && m.name() == "s4")
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the new member never published its name: {:?}",
-                list.members()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    retry_until(
+        "the new member publishing its name",
+        Duration::from_secs(10),
+        || {
+            let mut client = client.clone();
+            async move {
+                let list = client.member_list().await?;
+                assert_eq!(list.members().len(), 4);
+                let named = list
+                    .members()
+                    .iter()
+                    .any(|m| m.id() == id && m.name() == "s4");
+                Ok(named.then_some(()))
+            }
+        },
+    )
+    .await?;
     client.put("after-promote", "v", None).await?;
     client.member_remove(id).await?;
     c.kill_member(new);

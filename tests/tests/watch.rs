@@ -1,185 +1,143 @@
-//! Watch through real processes, on every engine: etcd's delivery guarantees checked on
-//! recorded histories, history and compaction, filters, progress, slow watchers, restarts
-//! and many watchers.
+//! Watch through real processes, on every engine and topology: history and compaction,
+//! filters, ids and refusals, progress, slow watchers, restarts and many watchers. etcd's
+//! delivery guarantees on recorded histories are in `watch_guarantees.rs`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use etcd_client::{
-    Client, CompactionOptions, EventType, GetOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
-    WatchResponse, WatchStream,
+    Client, CompactionOptions, EventType, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
 use metastore_proto::etcdserverpb::watch_request::RequestUnion;
 use metastore_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
-use metastore_tests::{Cluster, Deployment, ENGINES, RequestStream, WatchClient, channel};
-use std::collections::{BTreeMap, HashMap};
+use metastore_tests::watching::{WAIT, events, next, watch};
+use metastore_tests::{Case, Deployment, RequestStream, WatchClient, channel, matrix, retry_until};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(20);
+matrix!(
+    watch_semantics,
+    watch_ids_and_refusals,
+    slow_watcher_catches_up,
+    watch_survives_storaged_restart,
+    coalesced_watchers,
+    large_revisions_are_fragmented_on_request,
+);
 
-async fn next(stream: &mut WatchStream) -> Result<WatchResponse> {
-    tokio::time::timeout(WAIT, stream.message())
-        .await
-        .context("timed out waiting for a watch response")??
-        .context("watch stream ended")
-}
+async fn watch_semantics(d: Deployment) -> Result<()> {
+    let mut c = d.client().await?;
+    c.put("a", "1", None).await?; // rev 2
+    let (mut live, _) = watch(
+        &mut c,
+        "a",
+        Some(WatchOptions::new().with_prefix().with_prev_key()),
+    )
+    .await?;
+    c.put("a", "2", None).await?; // 3
+    c.put("ab", "x", None).await?; // 4
+    c.delete("a", None).await?; // 5
+    c.txn(Txn::new().and_then([TxnOp::put("a/1", "t1", None), TxnOp::put("a/2", "t2", None)]))
+        .await?; // 6
+    let got = events(&mut live, 5).await?;
+    let revs: Vec<i64> = got.iter().map(|e| e.0).collect();
+    assert_eq!(revs, [3, 4, 5, 6, 6], "{}", d.case);
+    assert_eq!(got[0].4.as_deref(), Some("1"), "prev_kv of an update");
+    assert_eq!(got[1].4, None, "create events carry no prev_kv");
+    assert_eq!(
+        (got[2].1, got[2].4.as_deref()),
+        (EventType::Delete, Some("2"))
+    );
 
-/// Opens a watch and checks that its first response is `created`.
-async fn watch(
-    c: &mut Client,
-    key: &str,
-    opts: Option<WatchOptions>,
-) -> Result<(WatchStream, i64)> {
-    let mut s = c.watch(key, opts).await?;
-    let r = next(&mut s).await?;
-    if !r.created() {
-        bail!("first response is not `created`: {r:?}");
+    // History from the start, then everything live after it.
+    let (mut hist, _) = watch(
+        &mut c,
+        "a",
+        Some(WatchOptions::new().with_prefix().with_start_revision(2)),
+    )
+    .await?;
+    let got = events(&mut hist, 6).await?;
+    assert_eq!(
+        got.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6, 6]
+    );
+    assert!(got.iter().all(|e| e.4.is_none()), "prev_kv only when asked");
+
+    // Filters.
+    let (mut no_put, _) = watch(
+        &mut c,
+        "a",
+        Some(
+            WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(2)
+                .with_filters([WatchFilterType::NoPut]),
+        ),
+    )
+    .await?;
+    assert_eq!(events(&mut no_put, 1).await?[0].0, 5);
+    let (mut no_del, _) = watch(
+        &mut c,
+        "a",
+        Some(
+            WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(2)
+                .with_filters([WatchFilterType::NoDelete]),
+        ),
+    )
+    .await?;
+    let got = events(&mut no_del, 5).await?;
+    assert!(got.iter().all(|e| e.1 == EventType::Put));
+
+    // A future start revision stays quiet until the store gets there.
+    let (mut future, _) = watch(
+        &mut c,
+        "a",
+        Some(WatchOptions::new().with_prefix().with_start_revision(9)),
+    )
+    .await?;
+    for v in ["7", "8", "9"] {
+        c.put("a", v, None).await?; // 7, 8, 9
     }
-    Ok((s, r.watch_id()))
-}
+    let got = events(&mut future, 1).await?;
+    assert_eq!((got[0].0, got[0].3.as_str()), (9, "9"));
 
-/// (revision, type, key, value, prev value) of every event, reading until `n` events arrived.
-async fn events(
-    stream: &mut WatchStream,
-    n: usize,
-) -> Result<Vec<(i64, EventType, String, String, Option<String>)>> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let r = next(stream).await?;
-        for e in r.events() {
-            let kv = e.kv().context("event without kv")?;
-            out.push((
-                kv.mod_revision(),
-                e.event_type(),
-                kv.key_str()?.to_string(),
-                kv.value_str()?.to_string(),
-                e.prev_kv()
-                    .map(|p| p.value_str().unwrap_or_default().to_string()),
-            ));
-        }
-    }
-    Ok(out)
-}
+    // Progress: an empty response at the current revision.
+    let (mut progress, id) = watch(&mut c, "zzz", None).await?;
+    progress.request_progress().await?;
+    let r = next(&mut progress).await?;
+    assert!(r.events().is_empty() && !r.canceled());
+    assert_eq!(r.header().map(|h| h.revision()), Some(9));
 
-#[tokio::test]
-async fn watch_semantics_on_every_engine() -> Result<()> {
-    for engine in ENGINES {
-        let d = Deployment::start(engine)?;
-        let mut c = d.client().await?;
-        c.put("a", "1", None).await?; // rev 2
-        let (mut live, _) = watch(
-            &mut c,
-            "a",
-            Some(WatchOptions::new().with_prefix().with_prev_key()),
-        )
+    // Cancel.
+    progress.cancel(id).await?;
+    let r = next(&mut progress).await?;
+    assert!(r.canceled());
+
+    // Compaction: a start below the compacted revision is refused after `created`.
+    c.compact(7, Some(CompactionOptions::new().with_physical()))
         .await?;
-        c.put("a", "2", None).await?; // 3
-        c.put("ab", "x", None).await?; // 4
-        c.delete("a", None).await?; // 5
-        c.txn(Txn::new().and_then([TxnOp::put("a/1", "t1", None), TxnOp::put("a/2", "t2", None)]))
-            .await?; // 6
-        let got = events(&mut live, 5).await?;
-        let revs: Vec<i64> = got.iter().map(|e| e.0).collect();
-        assert_eq!(revs, [3, 4, 5, 6, 6], "{engine}");
-        assert_eq!(got[0].4.as_deref(), Some("1"), "prev_kv of an update");
-        assert_eq!(got[1].4, None, "create events carry no prev_kv");
-        assert_eq!(
-            (got[2].1, got[2].4.as_deref()),
-            (EventType::Delete, Some("2"))
-        );
-
-        // History from the start, then everything live after it.
-        let (mut hist, _) = watch(
-            &mut c,
-            "a",
-            Some(WatchOptions::new().with_prefix().with_start_revision(2)),
-        )
-        .await?;
-        let got = events(&mut hist, 6).await?;
-        assert_eq!(
-            got.iter().map(|e| e.0).collect::<Vec<_>>(),
-            [2, 3, 4, 5, 6, 6]
-        );
-        assert!(got.iter().all(|e| e.4.is_none()), "prev_kv only when asked");
-
-        // Filters.
-        let (mut no_put, _) = watch(
-            &mut c,
-            "a",
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(2)
-                    .with_filters([WatchFilterType::NoPut]),
-            ),
-        )
-        .await?;
-        assert_eq!(events(&mut no_put, 1).await?[0].0, 5);
-        let (mut no_del, _) = watch(
-            &mut c,
-            "a",
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(2)
-                    .with_filters([WatchFilterType::NoDelete]),
-            ),
-        )
-        .await?;
-        let got = events(&mut no_del, 5).await?;
-        assert!(got.iter().all(|e| e.1 == EventType::Put));
-
-        // A future start revision stays quiet until the store gets there.
-        let (mut future, _) = watch(
-            &mut c,
-            "a",
-            Some(WatchOptions::new().with_prefix().with_start_revision(9)),
-        )
-        .await?;
-        for v in ["7", "8", "9"] {
-            c.put("a", v, None).await?; // 7, 8, 9
-        }
-        let got = events(&mut future, 1).await?;
-        assert_eq!((got[0].0, got[0].3.as_str()), (9, "9"));
-
-        // Progress: an empty response at the current revision.
-        let (mut progress, id) = watch(&mut c, "zzz", None).await?;
-        progress.request_progress().await?;
-        let r = next(&mut progress).await?;
-        assert!(r.events().is_empty() && !r.canceled());
-        assert_eq!(r.header().map(|h| h.revision()), Some(9));
-
-        // Cancel.
-        progress.cancel(id).await?;
-        let r = next(&mut progress).await?;
-        assert!(r.canceled());
-
-        // Compaction: a start below the compacted revision is refused after `created`.
-        c.compact(7, Some(CompactionOptions::new().with_physical()))
-            .await?;
-        let (mut old, _) = watch(
-            &mut c,
-            "a",
-            Some(WatchOptions::new().with_start_revision(3)),
-        )
-        .await?;
-        let r = next(&mut old).await?;
-        assert!(r.canceled(), "{engine}");
-        assert_eq!(r.compact_revision(), 7);
-        let (mut at, _) = watch(
-            &mut c,
-            "a",
-            Some(WatchOptions::new().with_start_revision(7)),
-        )
-        .await?;
-        assert_eq!(events(&mut at, 3).await?[0].0, 7);
-    }
+    let (mut old, _) = watch(
+        &mut c,
+        "a",
+        Some(WatchOptions::new().with_start_revision(3)),
+    )
+    .await?;
+    let r = next(&mut old).await?;
+    assert!(r.canceled(), "{}", d.case);
+    assert_eq!(r.compact_revision(), 7);
+    let (mut at, _) = watch(
+        &mut c,
+        "a",
+        Some(WatchOptions::new().with_start_revision(7)),
+    )
+    .await?;
+    assert_eq!(events(&mut at, 3).await?[0].0, 7);
     Ok(())
 }
 
 /// One client stream with raw requests: ids, refusals and cancel of unknown ids.
-#[tokio::test]
-async fn watch_ids_and_refusals() -> Result<()> {
-    let d = Deployment::start("memory")?;
+async fn watch_ids_and_refusals(d: Deployment) -> Result<()> {
+    d.ready().await?;
     let mut wc = WatchClient::new(channel(&d.endpoint()).await?);
     let (tx, rx) = mpsc::channel(16);
     let mut resp = wc.watch(RequestStream(rx)).await?.into_inner();
@@ -224,269 +182,8 @@ async fn watch_ids_and_refusals() -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Debug, PartialEq)]
-struct Ev {
-    rev: i64,
-    delete: bool,
-    key: String,
-    value: String,
-}
-
-/// etcd's robustness checks on recorded histories: ordered, unique, atomic, reliable,
-/// resumable, prev_kv and filter correctness, while writers run concurrently.
-#[tokio::test]
-async fn watch_guarantees_under_concurrent_writes() -> Result<()> {
-    for engine in ENGINES {
-        let d = Deployment::start(engine)?;
-        let ep = d.endpoint();
-        check_guarantees(engine, ep.clone(), ep, async { Ok(()) }).await?;
-    }
-    Ok(())
-}
-
-/// The same checks on 3 members: the watchers' gateway prefers a follower, which is killed
-/// (SIGKILL) and restarted while the writers run; the watchers resume on another member.
-#[tokio::test]
-async fn watch_guarantees_on_three_members_with_a_member_restart() -> Result<()> {
-    for engine in ENGINES {
-        let mut c = Cluster::start(engine, 3, 3, &[])?;
-        let leader = c.leader(0).await?;
-        let follower = (leader + 1) % 3;
-        let (watch_ep, write_ep) = (c.gateway(follower), c.gateway(leader));
-        let disrupt = async move {
-            // Early, so that most writes happen while the member is down.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            c.kill_member(follower);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            c.start_member(follower)?;
-            anyhow::Ok(c)
-        };
-        check_guarantees(engine, watch_ep, write_ep, disrupt).await?;
-    }
-    Ok(())
-}
-
-/// Ordered, unique, atomic, reliable, resumable, prev_kv and filter checks of several watchers
-/// opened on `watch_ep` while four writers write through `write_ep`; `disrupt` runs alongside
-/// the writers, and what it returns (the deployment) is kept until the checks end.
-async fn check_guarantees<K>(
-    engine: &str,
-    watch_ep: String,
-    write_ep: String,
-    disrupt: impl std::future::Future<Output = Result<K>>,
-) -> Result<()> {
-    {
-        let mut c = Client::connect([watch_ep.clone()], None).await?;
-        let base = c
-            .put("g/start", "0", None)
-            .await?
-            .header()
-            .context("header")?
-            .revision();
-
-        let spec: Vec<(&str, WatchOptions, bool)> = vec![
-            (
-                "all+prev",
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_prev_key()
-                    .with_start_revision(base),
-                false,
-            ),
-            ("live", WatchOptions::new().with_prefix(), false),
-            (
-                "nodelete",
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_filters([WatchFilterType::NoDelete])
-                    .with_start_revision(base),
-                true,
-            ),
-            (
-                "narrow",
-                WatchOptions::new()
-                    .with_range("g/1/")
-                    .with_start_revision(base),
-                false,
-            ),
-        ];
-        let mut streams = Vec::new();
-        for (name, opts, _) in &spec {
-            let (s, _) = watch(
-                &mut c,
-                if *name == "narrow" { "g/0/" } else { "g/" },
-                Some(opts.clone()),
-            )
-            .await?;
-            streams.push(s);
-        }
-        let live_from = c
-            .get("g/", None)
-            .await?
-            .header()
-            .context("header")?
-            .revision()
-            + 1;
-
-        // Writers: txns of 1-3 puts on their own keys, and deletes.
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let mut c = Client::connect([write_ep.clone()], None).await?;
-            writers.push(tokio::spawn(async move {
-                let mut log: Vec<(i64, Vec<Ev>)> = Vec::new();
-                for i in 0..60usize {
-                    let n = 1 + i % 3;
-                    let key = |j: usize| format!("g/{w}/{}", (i + j) % 7);
-                    if i % 5 == 4 {
-                        let r = c.delete(key(0), None).await?;
-                        if r.deleted() > 0 {
-                            let rev = r.header().map(|h| h.revision()).unwrap_or_default();
-                            log.push((
-                                rev,
-                                vec![Ev {
-                                    rev,
-                                    delete: true,
-                                    key: key(0),
-                                    value: String::new(),
-                                }],
-                            ));
-                        }
-                    } else {
-                        let ops: Vec<TxnOp> = (0..n)
-                            .map(|j| TxnOp::put(key(j), format!("{w}-{i}-{j}"), None))
-                            .collect();
-                        let r = c.txn(Txn::new().and_then(ops)).await?;
-                        let rev = r.header().map(|h| h.revision()).unwrap_or_default();
-                        log.push((
-                            rev,
-                            (0..n)
-                                .map(|j| Ev {
-                                    rev,
-                                    delete: false,
-                                    key: key(j),
-                                    value: format!("{w}-{i}-{j}"),
-                                })
-                                .collect(),
-                        ));
-                    }
-                }
-                anyhow::Ok(log)
-            }));
-        }
-        let _keep = disrupt.await?;
-        let mut reference: BTreeMap<i64, Vec<Ev>> = BTreeMap::new();
-        for w in writers {
-            for (rev, evs) in w.await?? {
-                if reference.insert(rev, evs).is_some() {
-                    bail!("two writes got revision {rev}");
-                }
-            }
-        }
-        let last = *reference.keys().last().context("no writes")?;
-
-        for ((name, _, no_delete), stream) in spec.iter().zip(streams.iter_mut()) {
-            let from = if *name == "live" { live_from } else { base };
-            let in_range = |k: &str| {
-                if *name == "narrow" {
-                    k.starts_with("g/0/")
-                } else {
-                    true
-                }
-            };
-            let expected: Vec<Ev> = reference
-                .range(from..)
-                .flat_map(|(_, evs)| evs.clone())
-                .filter(|e| in_range(&e.key) && !(*no_delete && e.delete))
-                .collect();
-            // Read until the last expected revision; record per-response revision sets.
-            let mut got: Vec<Ev> = Vec::new();
-            let mut prevs: Vec<Option<String>> = Vec::new();
-            let mut by_response: Vec<Vec<i64>> = Vec::new();
-            while got
-                .last()
-                .is_none_or(|e| e.rev < expected.last().map_or(0, |e| e.rev))
-                && !expected.is_empty()
-            {
-                let r = next(stream)
-                    .await
-                    .with_context(|| format!("{engine}/{name}"))?;
-                let mut revs = Vec::new();
-                for e in r.events() {
-                    let kv = e.kv().context("kv")?;
-                    revs.push(kv.mod_revision());
-                    let ev = Ev {
-                        rev: kv.mod_revision(),
-                        delete: e.event_type() == EventType::Delete,
-                        key: kv.key_str()?.to_string(),
-                        value: kv.value_str()?.to_string(),
-                    };
-                    if ev.rev == base && ev.key == "g/start" {
-                        continue;
-                    }
-                    got.push(ev);
-                    prevs.push(
-                        e.prev_kv()
-                            .map(|p| p.value_str().unwrap_or_default().to_string()),
-                    );
-                }
-                by_response.push(revs);
-            }
-            // Reliable, ordered, unique: exactly the expected sequence.
-            assert_eq!(
-                got, expected,
-                "{engine}/{name}: events differ from the writes"
-            );
-            // Atomic: a revision never spans two responses.
-            let mut seen_in: HashMap<i64, usize> = HashMap::new();
-            for (i, revs) in by_response.iter().enumerate() {
-                for r in revs {
-                    if let Some(j) = seen_in.insert(*r, i) {
-                        assert_eq!(j, i, "{engine}/{name}: revision {r} split across responses");
-                    }
-                }
-            }
-            // prev_kv: the value each key had before the event.
-            if *name == "all+prev" {
-                let mut state: HashMap<String, String> = HashMap::new();
-                for (e, prev) in got.iter().zip(&prevs) {
-                    assert_eq!(
-                        prev.as_ref(),
-                        state.get(&e.key),
-                        "{engine}: prev_kv of {e:?}"
-                    );
-                    if e.delete {
-                        state.remove(&e.key);
-                    } else {
-                        state.insert(e.key.clone(), e.value.clone());
-                    }
-                }
-            }
-        }
-        // Resumable: from any revision, the rest of the history.
-        for from in [base + 1, (base + last) / 2, last] {
-            let (mut s, _) = watch(
-                &mut c,
-                "g/",
-                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
-            )
-            .await?;
-            let want: usize = reference.range(from..).map(|(_, e)| e.len()).sum();
-            let got = events(&mut s, want).await?;
-            assert_eq!(
-                got.first().map(|e| e.0),
-                reference.range(from..).next().map(|(r, _)| *r)
-            );
-            assert_eq!(got.len(), want);
-        }
-        let _ = c.get("g/", Some(GetOptions::new().with_prefix())).await?;
-    }
-    Ok(())
-}
-
 /// A watcher that stops reading during a burst is caught up from history later, with no gap.
-#[tokio::test]
-async fn slow_watcher_catches_up() -> Result<()> {
-    let d = Deployment::start("memory")?;
+async fn slow_watcher_catches_up(d: Deployment) -> Result<()> {
     let mut c = d.client().await?;
     let (mut s, _) = watch(&mut c, "s/", Some(WatchOptions::new().with_prefix())).await?;
     let value = "v".repeat(16 * 1024);
@@ -514,26 +211,23 @@ async fn slow_watcher_catches_up() -> Result<()> {
     Ok(())
 }
 
-/// storaged is killed (SIGKILL) and restarted under a live watch: the gateway resumes the
+/// Every member is killed (SIGKILL) and restarted under a live watch: the gateway resumes the
 /// upstream watch and the client sees every event once.
-#[tokio::test]
-async fn watch_survives_storaged_restart() -> Result<()> {
-    let mut d = Deployment::start("rocksdb")?;
+async fn watch_survives_storaged_restart(mut d: Deployment) -> Result<()> {
     let mut c = d.client().await?;
     let (mut s, _) = watch(&mut c, "r/", Some(WatchOptions::new().with_prefix())).await?;
     for i in 0..50 {
         c.put(format!("r/{i}"), "before", None).await?;
     }
-    d.kill_storaged();
-    d.start_storaged()?;
-    let mut c = Client::connect([d.endpoint()], None).await?;
+    d.kill_members();
+    d.start_members()?;
+    let c = Client::connect([d.endpoint()], None).await?;
     for i in 50..100 {
-        loop {
-            match c.put(format!("r/{i}"), "after", None).await {
-                Ok(_) => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        retry_until("a put after the restart", WAIT, || {
+            let mut c = c.clone();
+            async move { Ok(c.put(format!("r/{i}"), "after", None).await.ok()) }
+        })
+        .await?;
     }
     let got = events(&mut s, 100).await?;
     let keys: Vec<String> = got.iter().map(|e| e.2.clone()).collect();
@@ -548,7 +242,7 @@ async fn ten_thousand_watchers() -> Result<()> {
     const STREAMS: usize = 100;
     const PER_STREAM: usize = 100;
     const WRITES: usize = 20;
-    let d = Deployment::start("memory")?;
+    let d = Deployment::start(Case::one("memory"))?;
     let ch = channel(&d.endpoint()).await?;
     let mut tasks = Vec::new();
     let (ready_tx, mut ready_rx) = mpsc::channel(STREAMS);
@@ -602,9 +296,7 @@ async fn ten_thousand_watchers() -> Result<()> {
 /// Watchers of the same range share one upstream watch: a later one still reports the current
 /// revision in `created`, each gets every event once, and a subscriber that stops reading is
 /// moved to a watch of its own without holding up the others or losing events.
-#[tokio::test]
-async fn coalesced_watchers() -> Result<()> {
-    let d = Deployment::start("memory")?;
+async fn coalesced_watchers(d: Deployment) -> Result<()> {
     let mut c = d.client().await?;
     let (mut first, _) = watch(&mut c, "c", None).await?;
     for i in 0..3 {
@@ -656,7 +348,10 @@ async fn coalesced_watchers() -> Result<()> {
 /// progress_notify: an idle watcher gets an empty response at the configured interval.
 #[tokio::test]
 async fn progress_notify_interval() -> Result<()> {
-    let d = Deployment::start_with("memory", &["--watch-progress-notify-interval", "200ms"])?;
+    let d = Deployment::start_with(
+        Case::one("memory"),
+        &["--watch-progress-notify-interval", "200ms"],
+    )?;
     let mut c = d.client().await?;
     c.put("p", "1", None).await?;
     let (mut s, id) = watch(
@@ -674,9 +369,7 @@ async fn progress_notify_interval() -> Result<()> {
 
 /// fragment: one revision whose events (with prev_kv) exceed the limit is split; every piece
 /// but the last says `fragment`, and together they hold every event.
-#[tokio::test]
-async fn large_revisions_are_fragmented_on_request() -> Result<()> {
-    let d = Deployment::start("memory")?;
+async fn large_revisions_are_fragmented_on_request(d: Deployment) -> Result<()> {
     let mut c = d.client().await?;
     let value = "v".repeat(300 * 1024);
     for i in 0..10 {
