@@ -159,9 +159,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     for listener in peer_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving raft peer RPC");
-        let peer = RaftServer::new(PeerService::new(raft.clone(), node.identity().cluster_id))
-            .max_decoding_message_size(MAX_RAFT_MESSAGE)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        let peer = RaftServer::new(PeerService::new(
+            raft.clone(),
+            node.identity().cluster_id,
+            &cfg.data_dir,
+        ))
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
         let router = tonic::transport::Server::builder()
             .add_service(peer)
             .add_service(storage_server());

@@ -38,6 +38,4 @@ pub use key_range::KeyRange;
 pub use lease::{LeaseRecord, MAX_LEASE_TTL};
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
-pub use store::{
-    CommitObserver, KvView, ReadTxn, Store, TableDump, WriteTxn, raft_state_in, set_raft_state_in,
-};
+pub use store::{CommitObserver, DumpRecord, DumpSink, KvView, ReadTxn, Store, WriteTxn};

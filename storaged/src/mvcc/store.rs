@@ -180,29 +180,22 @@ impl Store {
 /// A raw `(key, value)` engine record.
 pub type KeyValuePair = (Vec<u8>, Vec<u8>);
 
-/// Every record of every table: `(table number, key, value)`.
-pub type TableDump = Vec<(u8, Vec<u8>, Vec<u8>)>;
-
-fn meta_table_number() -> u8 {
-    Table::ALL
-        .iter()
-        .position(|t| *t == Table::Meta)
-        .unwrap_or(0) as u8
+/// Receives a store's records one by one (see [`Store::dump_into`]).
+pub trait DumpSink {
+    /// First, the replication layer's applied state in the dumped view. `false` stops.
+    fn begin(&mut self, raft_state: Option<&[u8]>) -> bool;
+    /// Then every record of every table (the applied state excepted). `false` stops.
+    fn record(&mut self, table: u8, key: &[u8], value: &[u8]) -> bool;
 }
 
-/// The replication layer's applied state inside a dump.
-pub fn raft_state_in(dump: &TableDump) -> Option<&[u8]> {
-    let meta = meta_table_number();
-    dump.iter()
-        .find(|(t, k, _)| *t == meta && k.as_slice() == META_RAFT_APPLIED)
-        .map(|(_, _, v)| v.as_slice())
-}
+/// One engine record as it comes out of a dump: `(table number, key, value)`.
+pub type DumpRecord = (u8, Vec<u8>, Vec<u8>);
 
-/// Sets the replication layer's applied state inside a dump.
-pub fn set_raft_state_in(dump: &mut TableDump, value: Vec<u8>) {
-    let meta = meta_table_number();
-    dump.retain(|(t, k, _)| !(*t == meta && k.as_slice() == META_RAFT_APPLIED));
-    dump.push((meta, META_RAFT_APPLIED.to_vec(), value));
+/// Bytes of records written per engine batch when a store is replaced.
+const REPLACE_BATCH_BYTES: usize = 16 << 20;
+
+fn is_raft_state(table: Table, key: &[u8]) -> bool {
+    table == Table::Meta && key == META_RAFT_APPLIED
 }
 
 impl Store {
@@ -224,47 +217,99 @@ impl Store {
         Ok(out)
     }
 
-    /// Every record of every table, read from one consistent engine view (a snapshot's
-    /// content). Writes go on meanwhile: the view holds the raft applied state written in the
-    /// same batches as the data, so the dump is exactly the store at that applied index.
-    pub fn dump(&self) -> Result<TableDump, MvccError> {
-        let mut out = Vec::new();
+    /// Every record of every table, read from one consistent engine view and passed to
+    /// `sink` as it is read (a snapshot's content). Writes go on meanwhile: the view holds the
+    /// raft applied state written in the same batches as the data, so the dump is exactly the
+    /// store at that applied index. Returns `false` when the sink stopped it.
+    pub fn dump_into(&self, sink: &mut dyn DumpSink) -> Result<bool, MvccError> {
+        let mut complete = true;
         self.engine.with_snapshot(&mut |view| {
+            let state = view.get(Table::Meta, META_RAFT_APPLIED)?;
+            if !sink.begin(state.as_deref()) {
+                complete = false;
+                return Ok(());
+            }
             for (n, table) in Table::ALL.iter().enumerate() {
                 view.scan(*table, &[], None, &mut |k, v| {
-                    out.push((n as u8, k.to_vec(), v.to_vec()));
-                    true
+                    complete = is_raft_state(*table, k) || sink.record(n as u8, k, v);
+                    complete
                 })?;
+                if !complete {
+                    break;
+                }
             }
             Ok(())
         })?;
-        Ok(out)
+        Ok(complete)
     }
 
-    /// Replaces the whole content with `records` (as produced by [`Store::dump`]) and rebuilds
-    /// the in-memory state from it.
-    pub fn replace(&self, records: TableDump) -> Result<(), MvccError> {
+    /// Replaces the whole content with `records` (as [`Store::dump_into`] gives them, read
+    /// as they are written, in batches of bounded size) and the raft applied state with
+    /// `raft_state`, then rebuilds the in-memory state. The applied state is cleared first and
+    /// written last: a crash part way leaves a store that says it is behind, and is loaded
+    /// again from the snapshot at start.
+    pub fn replace_from<E: From<MvccError>>(
+        &self,
+        records: impl Iterator<Item = Result<DumpRecord, E>>,
+        raft_state: Vec<u8>,
+    ) -> Result<(), E> {
         let mut state = self.state.write();
         let mut batch = WriteBatch::default();
+        batch.delete(Table::Meta, META_RAFT_APPLIED.to_vec());
+        self.engine
+            .write(std::mem::take(&mut batch))
+            .map_err(MvccError::from)?;
         for table in Table::ALL {
-            self.engine.scan(table, &[], None, &mut |k, _| {
-                batch.delete(table, k.to_vec());
-                true
-            })?;
+            self.clear(table)?;
         }
-        for (n, k, v) in records {
-            let table = Table::ALL
+        let mut bytes = 0;
+        for record in records {
+            let (n, k, v) = record?;
+            let table = *Table::ALL
                 .get(n as usize)
                 .ok_or_else(|| MvccError::Corrupt(format!("snapshot names table {n}")))?;
-            batch.put(*table, k, v);
+            if is_raft_state(table, &k) {
+                continue;
+            }
+            bytes += k.len() + v.len() + 16;
+            batch.put(table, k, v);
+            if bytes >= REPLACE_BATCH_BYTES {
+                self.engine
+                    .write(std::mem::take(&mut batch))
+                    .map_err(MvccError::from)?;
+                bytes = 0;
+            }
         }
-        self.engine.write(batch)?;
+        batch.put(Table::Meta, META_RAFT_APPLIED, raft_state);
+        self.engine.write(batch).map_err(MvccError::from)?;
         let delivered_upto = state.current;
         *state = recover(self.engine.as_ref())?;
         if let Some(observer) = &self.observer {
             observer.restored(delivered_upto);
         }
         Ok(())
+    }
+
+    /// Deletes every record of `table`, in batches of bounded size.
+    fn clear(&self, table: Table) -> Result<(), MvccError> {
+        let mut from = Vec::new();
+        loop {
+            let mut batch = WriteBatch::default();
+            let mut bytes = 0;
+            let mut last = None;
+            self.engine.scan(table, &from, None, &mut |k, _| {
+                bytes += k.len() + 16;
+                batch.delete(table, k.to_vec());
+                last = Some(k.to_vec());
+                bytes < REPLACE_BATCH_BYTES
+            })?;
+            let Some(mut last) = last else {
+                return Ok(());
+            };
+            self.engine.write(batch)?;
+            last.push(0);
+            from = last;
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! - [`log_store`]: the durable raft log over an engine's [`crate::engine::LogBackend`].
 //! - [`state_machine`]: applies committed entries to the MVCC store and builds/installs
 //!   snapshots of it.
-//! - [`snapshot_file`]: the checksummed snapshot file in the data dir.
+//! - [`snapshot_file`]: the snapshot file in the data dir and its temporary files;
+//!   [`snapshot_format`]: its checksummed, streamed encoding; [`snapshot_blob`]: a snapshot
+//!   as an open file (what openraft passes around) and the receiver of a streamed one.
 //! - [`network`] and [`peer_service`]: the raft peer RPC, client and server side.
 //! - [`codec`]: how raft messages and entries are serialized.
 
@@ -11,7 +13,9 @@ pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
+pub mod snapshot_blob;
 pub mod snapshot_file;
+pub mod snapshot_format;
 pub mod state_machine;
 
 #[cfg(test)]
@@ -37,7 +41,7 @@ pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, snapshot_blob::SnapshotBlob>;
 
 /// What the cluster knows of a member: its etcd name and URLs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

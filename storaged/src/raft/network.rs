@@ -5,8 +5,10 @@
 //! and being resent for ever; appends are cut to [`MAX_APPEND_BYTES`] and the rest follows in
 //! the next call.
 
+use super::snapshot_blob::{CHUNK, SnapshotBlob};
 use super::{Member, Snapshot, TypeConfig, codec};
-use metastore_cli::rpc::{self, ChannelOptions};
+use futures::StreamExt;
+use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::RaftMessage;
 use metastore_internal_proto::storage::raft_client::RaftClient;
 use openraft::OptionalSend;
@@ -24,7 +26,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use std::io::Cursor;
+use std::io::Read;
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -48,8 +50,10 @@ fn entry_size(e: &super::Entry) -> usize {
     }
 }
 
-/// Largest raft message (a snapshot travels in one).
-pub const MAX_RAFT_MESSAGE: usize = 1 << 30;
+/// Largest raft message: an append of up to [`MAX_APPEND_BYTES`] plus the one entry that
+/// crosses it (a command is at most one internal message). Snapshots travel in chunks of
+/// [`CHUNK`].
+pub const MAX_RAFT_MESSAGE: usize = MAX_APPEND_BYTES + MAX_INTERNAL_MESSAGE + (1 << 20);
 /// Entries sent in one append are cut at this size (at least one entry goes).
 pub const MAX_APPEND_BYTES: usize = 8 << 20;
 /// The slowest link a transfer's deadline allows for, in bytes per second.
@@ -105,7 +109,6 @@ enum Rpc {
     Append,
     Vote,
     PreVote,
-    Snapshot,
     Transfer,
 }
 
@@ -120,16 +123,6 @@ impl PeerClient {
         Req: Serialize,
         Result<Resp, RaftError<TypeConfig>>: DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(c) => c,
-            Err(e) => {
-                let e = std::io::Error::other(format!(
-                    "member {:x} at {:?}: {e}",
-                    self.target, self.url
-                ));
-                return Err(RPCError::Unreachable(Unreachable::new(&e)));
-            }
-        };
         let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let timeout = deadline(option, body.len());
         let mut request = tonic::Request::new(RaftMessage {
@@ -137,13 +130,37 @@ impl PeerClient {
             cluster_id: self.cluster_id,
         });
         request.set_timeout(timeout);
+        let client = self.client()?;
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::PreVote => client.pre_vote(request).await,
-            Rpc::Snapshot => client.install_snapshot(request).await,
             Rpc::Transfer => client.transfer_leader(request).await,
         };
+        self.answer(reply)
+    }
+
+    fn client(&mut self) -> Result<&mut RaftClient<Channel>, RPCError<TypeConfig>> {
+        match &mut self.client {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let e = std::io::Error::other(format!(
+                    "member {:x} at {:?}: {e}",
+                    self.target, self.url
+                ));
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+        }
+    }
+
+    /// The decoded answer of a call, or the error openraft should see.
+    fn answer<Resp>(
+        &self,
+        reply: Result<tonic::Response<RaftMessage>, tonic::Status>,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Result<Resp, RaftError<TypeConfig>>: DeserializeOwned,
+    {
         let reply = reply.map_err(|status| {
             let e = std::io::Error::other(format!("member {:x}: {status}", self.target));
             if status.code() == tonic::Code::Unavailable {
@@ -157,10 +174,47 @@ impl PeerClient {
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
+
+    /// Sends `snapshot` as a stream: a head message (vote, meta, length), then the snapshot
+    /// file's bytes in chunks of at most [`CHUNK`], read from the open file as they go.
+    async fn send_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: Snapshot,
+        option: &RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let network = |e: std::io::Error| RPCError::Network(NetworkError::new(&e));
+        let len = snapshot.snapshot.len();
+        let head = codec::encode(&(vote, snapshot.meta, len)).map_err(network)?;
+        let reader = snapshot.snapshot.reader().map_err(network)?;
+        let cluster_id = self.cluster_id;
+        let first = RaftMessage {
+            body: head,
+            cluster_id,
+        };
+        let chunks = futures::stream::unfold(Some(reader), move |reader| async move {
+            let mut reader = reader?;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(CHUNK);
+                (&mut reader)
+                    .take(CHUNK as u64)
+                    .read_to_end(&mut buf)
+                    .map(|_| (reader, buf))
+            });
+            // A read error ends the stream early; the receiver refuses the short snapshot.
+            let (reader, body) = read.await.ok()?.ok()?;
+            (!body.is_empty()).then(|| (RaftMessage { body, cluster_id }, Some(reader)))
+        });
+        let mut request =
+            tonic::Request::new(futures::stream::once(async move { first }).chain(chunks));
+        request.set_timeout(deadline(option, len as usize));
+        let reply = self.client()?.install_snapshot(request).await;
+        self.answer(reply)
+    }
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotBlob;
 
     async fn append_entries(
         &mut self,
@@ -204,10 +258,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.call(Rpc::Snapshot, &req, &option) => Ok(res?),
+            res = self.send_snapshot(vote, snapshot, &option) => Ok(res?),
         }
     }
 

@@ -4,6 +4,8 @@
 //! a misconfigured peer URL) is refused, and terms are bounded so that no message can drive
 //! openraft's term arithmetic into overflow.
 
+use super::snapshot_file::SnapshotFile;
+use super::snapshot_format;
 use super::{LogId, Raft, Snapshot, SnapshotMeta, TypeConfig, codec};
 use metastore_internal_proto::storage::RaftMessage;
 use metastore_internal_proto::storage::raft_server::Raft as RaftRpc;
@@ -12,8 +14,7 @@ use openraft::entry::RaftEntry;
 use openraft::errors::RaftError;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
-use std::io::Cursor;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// No honest cluster gets near this many elections; anything above is refused.
 pub const MAX_TERM: u64 = 1 << 62;
@@ -21,11 +22,17 @@ pub const MAX_TERM: u64 = 1 << 62;
 pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
+    /// Where incoming snapshots are written (the member's snapshot file's directory).
+    snapshots: SnapshotFile,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, cluster_id: u64) -> Self {
-        Self { raft, cluster_id }
+    pub fn new(raft: Raft, cluster_id: u64, data_dir: &std::path::Path) -> Self {
+        Self {
+            raft,
+            cluster_id,
+            snapshots: SnapshotFile::new(data_dir),
+        }
     }
 
     fn decode<T: serde::de::DeserializeOwned>(
@@ -33,13 +40,65 @@ impl PeerService {
         req: Request<RaftMessage>,
     ) -> Result<T, Status> {
         let msg = req.into_inner();
+        self.check_cluster(&msg)?;
+        codec::decode(&msg.body).map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+
+    fn check_cluster(&self, msg: &RaftMessage) -> Result<(), Status> {
         if msg.cluster_id != self.cluster_id {
             return Err(Status::failed_precondition(format!(
                 "message of cluster {:x} reached a member of cluster {:x}",
                 msg.cluster_id, self.cluster_id
             )));
         }
-        codec::decode(&msg.body).map_err(|e| Status::invalid_argument(e.to_string()))
+        Ok(())
+    }
+
+    /// Receives a snapshot stream into a temporary file: the head (vote, meta, length), then
+    /// the file's bytes, checked against the length and checksum and against the announced
+    /// meta before openraft sees any of it.
+    async fn receive_snapshot(
+        &self,
+        mut stream: Streaming<RaftMessage>,
+    ) -> Result<(VoteOf<TypeConfig>, Snapshot), Status> {
+        let head = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.check_cluster(&head)?;
+        let (vote, meta, len): (VoteOf<TypeConfig>, SnapshotMeta, u64) =
+            codec::decode(&head.body).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        check_vote(&vote)?;
+        check_log_id(meta.last_log_id.as_ref())?;
+        let refused = |e: std::io::Error| Status::invalid_argument(format!("snapshot: {e}"));
+        let failed = |e: std::io::Error| Status::internal(format!("snapshot: {e}"));
+        let mut receiver = self.snapshots.receiver(len).map_err(failed)?;
+        while let Some(msg) = stream.message().await? {
+            self.check_cluster(&msg)?;
+            receiver =
+                tokio::task::spawn_blocking(move || receiver.write(&msg.body).map(|()| receiver))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(refused)?;
+        }
+        let blob = tokio::task::spawn_blocking(move || receiver.finish())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(refused)?;
+        let inside =
+            snapshot_format::read_meta(&mut blob.reader().map_err(failed)?).map_err(refused)?;
+        if inside != meta {
+            return Err(Status::invalid_argument(
+                "snapshot: the file's meta differs from the announced one",
+            ));
+        }
+        Ok((
+            vote,
+            Snapshot {
+                meta,
+                snapshot: blob,
+            },
+        ))
     }
 }
 
@@ -111,15 +170,9 @@ impl RaftRpc for PeerService {
 
     async fn install_snapshot(
         &self,
-        req: Request<RaftMessage>,
+        req: Request<Streaming<RaftMessage>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMeta, Vec<u8>) = self.decode(req)?;
-        check_vote(&vote)?;
-        check_log_id(meta.last_log_id.as_ref())?;
-        let snapshot = Snapshot {
-            meta,
-            snapshot: Cursor::new(data),
-        };
+        let (vote, snapshot) = self.receive_snapshot(req.into_inner()).await?;
         let res = self
             .raft
             .install_full_snapshot(vote, snapshot)

@@ -1,31 +1,29 @@
 //! The snapshot file in the data dir (`snapshot.bin`): the latest raft snapshot this member
-//! built or installed, which the memory engine starts from and lagging members are sent.
+//! built or installed, which the memory engine starts from and lagging members are sent. Its
+//! encoding is [`super::snapshot_format`].
 //!
-//! Layout: magic, meta length, meta (postcard), data length, data, then a CRC-32 of all of it.
-//! Reading verifies the checksum, so a torn or corrupt file is refused rather than installed.
-//! Writers (the snapshot builder and snapshot installs) go through one lock, each writes its
-//! own temporary file, and a file never replaces one holding a newer snapshot.
+//! Every snapshot is first written to a temporary file of its own (built here, received from
+//! the leader, or copied), then moved into place under one lock, and never over a file
+//! holding a newer snapshot. The checksum is verified before a snapshot is installed.
 
-use super::{SnapshotMeta, codec};
+use super::SnapshotMeta;
+use super::snapshot_blob::{Receiver, SnapshotBlob};
+use super::snapshot_format::{self, Writer};
 use parking_lot::Mutex;
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const MAGIC: &[u8; 8] = b"MSSNAP01";
 const NAME: &str = "snapshot.bin";
 
-/// One member's snapshot file, shared by the builder and the state machine.
+/// One member's snapshot file, shared by the builder, the state machine and the peer service.
 #[derive(Clone)]
 pub struct SnapshotFile {
     dir: PathBuf,
     lock: Arc<Mutex<()>>,
     next_tmp: Arc<AtomicU64>,
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
 fn index_of(meta: &SnapshotMeta) -> u64 {
@@ -45,111 +43,155 @@ impl SnapshotFile {
         self.dir.join(NAME)
     }
 
-    /// The stored snapshot, checksum verified; `None` when there is none.
-    pub fn read(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-        let bytes = match std::fs::read(self.path()) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        decode(&bytes).map(Some)
+    fn temp_path(&self, kind: &str) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!("{NAME}.{}.{n}.{kind}.tmp", std::process::id()))
     }
 
     /// The meta of the stored snapshot, reading only the file's head (no checksum check).
     pub fn meta(&self) -> io::Result<Option<SnapshotMeta>> {
-        let mut f = match std::fs::File::open(self.path()) {
+        match File::open(self.path()) {
+            Ok(f) => snapshot_format::read_meta(&mut io::BufReader::new(f)).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored snapshot as an open file with its meta (read from that file's head), or
+    /// `None`. Readers of the blob keep reading this snapshot even if a newer one replaces
+    /// the file meanwhile.
+    pub fn open(&self) -> io::Result<Option<(SnapshotMeta, SnapshotBlob)>> {
+        let file = match File::open(self.path()) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut head = [0u8; 12];
-        f.read_exact(&mut head)?;
-        if &head[..8] != MAGIC {
-            return Err(invalid("snapshot file: bad magic"));
-        }
-        let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
-        let mut meta = vec![0u8; len];
-        f.read_exact(&mut meta)?;
-        codec::decode(&meta).map(Some)
+        let len = file.metadata()?.len();
+        let blob = SnapshotBlob::in_place(file, len);
+        let meta = snapshot_format::read_meta(&mut io::BufReader::new(blob.reader()?))?;
+        Ok(Some((meta, blob)))
     }
 
-    /// Stores a snapshot unless the file already holds one at least as new; returns whether
-    /// it was written. Written to a temporary file of its own, fsynced, renamed into place,
-    /// and the directory fsynced.
-    pub fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+    /// A new snapshot of `meta`, written record by record to a temporary file here.
+    pub fn writer(&self, meta: &SnapshotMeta) -> io::Result<NewSnapshot> {
+        let path = self.temp_path("build");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let guard = TempFile(Some(path));
+        let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), meta)?;
+        Ok(NewSnapshot {
+            writer: Some(writer),
+            path: guard,
+        })
+    }
+
+    /// A receiver for an incoming snapshot of `len` bytes, written to a temporary file here.
+    pub fn receiver(&self, len: u64) -> io::Result<Receiver> {
+        Receiver::create(self.temp_path("recv"), len)
+    }
+
+    /// A pending copy of `blob` (a snapshot handed over in-process rather than received).
+    pub fn copy_in(&self, blob: &SnapshotBlob) -> io::Result<SnapshotBlob> {
+        let mut receiver = self.receiver(blob.len())?;
+        let mut reader = blob.reader()?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            receiver.write(&buf[..n])?;
+        }
+        receiver.finish()
+    }
+
+    /// Moves a pending snapshot (`blob`, holding `meta`) into place, unless the file already
+    /// holds one at least as new; returns whether it did. The blob stays readable either way.
+    pub fn adopt(&self, blob: &mut SnapshotBlob, meta: &SnapshotMeta) -> io::Result<bool> {
+        let Some(path) = blob.pending().cloned() else {
+            return Ok(false);
+        };
         let _writer = self.lock.lock();
-        if let Ok(Some(current)) = self.meta()
-            && index_of(&current) >= index_of(meta)
-            && current.last_log_id.is_some()
-        {
+        if self.holds_as_new(meta) {
             return Ok(false);
         }
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .dir
-            .join(format!("{NAME}.{}.{n}.tmp", std::process::id()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&encode(meta, data)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.path())?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        std::fs::rename(&path, self.path())?;
+        File::open(&self.dir)?.sync_all()?;
+        blob.adopted();
+        Ok(true)
+    }
+
+    /// Whether the file holds a snapshot at least as new as `meta`.
+    fn holds_as_new(&self, meta: &SnapshotMeta) -> bool {
+        matches!(self.meta(), Ok(Some(current))
+            if index_of(&current) >= index_of(meta) && current.last_log_id.is_some())
+    }
+
+    /// Removes temporary files a crash left behind.
+    pub fn remove_leftovers(&self) -> io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(NAME) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(self.dir.join(name.as_ref()));
+            }
         }
-        result.map(|()| true)
+        Ok(())
     }
 }
 
-fn encode(meta: &SnapshotMeta, data: &[u8]) -> io::Result<Vec<u8>> {
-    let meta = codec::encode(meta)?;
-    let mut out = Vec::with_capacity(32 + meta.len() + data.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(&(data.len() as u64).to_be_bytes());
-    out.extend_from_slice(data);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    Ok(out)
+/// A temporary file removed when dropped, unless released.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
-fn decode(bytes: &[u8]) -> io::Result<(SnapshotMeta, Vec<u8>)> {
-    let body_len = bytes
-        .len()
-        .checked_sub(4)
-        .ok_or_else(|| invalid("snapshot file: truncated"))?;
-    let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body).to_be_bytes() != crc {
-        return Err(invalid("snapshot file: checksum mismatch"));
+/// A snapshot being written by this member (see [`SnapshotFile::writer`]).
+pub struct NewSnapshot {
+    writer: Option<Writer<BufWriter<File>>>,
+    path: TempFile,
+}
+
+impl NewSnapshot {
+    pub fn record(&mut self, table: u8, key: &[u8], value: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.record(table, key, value),
+            None => Err(io::Error::other("snapshot already finished")),
+        }
     }
-    let rest = body
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or_else(|| invalid("snapshot file: bad magic"))?;
-    let take = |rest: &[u8], n: usize| -> io::Result<(Vec<u8>, usize)> {
-        rest.get(..n)
-            .map(|b| (b.to_vec(), n))
-            .ok_or_else(|| invalid("snapshot file: truncated"))
-    };
-    let (len, _) = take(rest, 4)?;
-    let meta_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let rest = &rest[4..];
-    let (meta, _) = take(rest, meta_len)?;
-    let rest = &rest[meta_len..];
-    let (len, _) = take(rest, 8)?;
-    let data_len = u64::from_be_bytes(len.try_into().map_err(|_| invalid("length"))?) as usize;
-    let rest = &rest[8..];
-    if rest.len() != data_len {
-        return Err(invalid("snapshot file: wrong data length"));
+
+    /// Ends the snapshot and syncs it; it waits to be adopted (see [`SnapshotFile::adopt`]).
+    pub fn finish(mut self) -> io::Result<SnapshotBlob> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot already finished"))?;
+        let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        let path = self
+            .path
+            .0
+            .take()
+            .ok_or_else(|| io::Error::other("no path"))?;
+        Ok(SnapshotBlob::pending_file(file, len, path))
     }
-    Ok((codec::decode(&meta)?, rest.to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use openraft::testing::log_id;
+    use std::io::Write;
 
     fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {
@@ -158,34 +200,64 @@ mod tests {
         }
     }
 
-    #[test]
-    fn never_replaced_by_an_older_snapshot_and_checked_on_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = SnapshotFile::new(dir.path());
-        assert!(f.read().expect("read").is_none());
-        assert!(f.write(&meta(10), b"ten").expect("write"));
-        assert!(!f.write(&meta(5), b"five").expect("write"), "older refused");
-        assert!(
-            !f.write(&meta(10), b"again").expect("write"),
-            "same refused"
-        );
-        let (m, data) = f.read().expect("read").expect("some");
-        assert_eq!((index_of(&m), data.as_slice()), (10, &b"ten"[..]));
-        assert!(f.write(&meta(20), b"twenty").expect("write"));
-        assert_eq!(f.meta().expect("meta").map(|m| index_of(&m)), Some(20));
-        // A flipped byte is found.
-        let path = dir.path().join(NAME);
-        let mut bytes = std::fs::read(&path).expect("bytes");
-        let last = bytes.len() - 6;
-        bytes[last] ^= 1;
-        std::fs::write(&path, bytes).expect("write");
-        assert!(f.read().is_err());
-        // No temporary files are left behind.
-        let leftovers = std::fs::read_dir(dir.path())
+    fn build(f: &SnapshotFile, index: u64, value: &[u8]) -> bool {
+        let mut w = f.writer(&meta(index)).expect("writer");
+        w.record(0, b"k", value).expect("record");
+        let mut blob = w.finish().expect("finish");
+        blob.verify().expect("checksum");
+        f.adopt(&mut blob, &meta(index)).expect("adopt")
+    }
+
+    fn stored(f: &SnapshotFile) -> (u64, Vec<u8>) {
+        let (m, blob) = f.open().expect("open").expect("some");
+        let (inside, mut records) = blob.records().expect("records");
+        assert_eq!(inside, m);
+        let (_, _, v) = records.next().expect("one").expect("ok");
+        assert!(records.next().is_none());
+        (index_of(&m), v)
+    }
+
+    fn temp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
             .expect("dir")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            .count();
-        assert_eq!(leftovers, 0);
+            .count()
+    }
+
+    #[test]
+    fn never_replaced_by_an_older_snapshot_and_checked_before_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = SnapshotFile::new(dir.path());
+        assert!(f.open().expect("open").is_none());
+        assert!(build(&f, 10, b"ten"));
+        assert!(!build(&f, 5, b"five"), "older refused");
+        assert!(!build(&f, 10, b"again"), "same refused");
+        assert_eq!(stored(&f), (10, b"ten".to_vec()));
+        assert!(build(&f, 20, b"twenty"));
+        assert_eq!(f.meta().expect("meta").map(|m| index_of(&m)), Some(20));
+        // A copy handed over in-process is adopted like a received one.
+        let (_, blob) = f.open().expect("open").expect("some");
+        let mut copy = f.copy_in(&blob).expect("copy");
+        assert!(!f.adopt(&mut copy, &meta(20)).expect("adopt"));
+        drop((blob, copy));
+        // An unfinished build leaves nothing behind.
+        drop(f.writer(&meta(30)).expect("writer"));
+        assert_eq!(temp_files(dir.path()), 0);
+        // A flipped byte is found before the snapshot is used.
+        let path = dir.path().join(NAME);
+        let mut bytes = std::fs::read(&path).expect("bytes");
+        let at = bytes.len() - 6;
+        bytes[at] ^= 1;
+        std::fs::File::create(&path)
+            .and_then(|mut out| out.write_all(&bytes))
+            .expect("write");
+        let (_, blob) = f.open().expect("open").expect("some");
+        assert!(blob.verify().is_err());
+        assert!(blob.records().is_err());
+        // Leftovers of a crash are removed at start.
+        std::fs::write(dir.path().join("snapshot.bin.1.2.recv.tmp"), b"x").expect("write");
+        f.remove_leftovers().expect("remove");
+        assert_eq!(temp_files(dir.path()), 0);
     }
 }

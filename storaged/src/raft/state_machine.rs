@@ -2,19 +2,21 @@
 //!
 //! The applied log id and membership are stored in the store's own batches (opaque bytes in
 //! its metadata), so data and applied position never disagree after a crash. Snapshots are
-//! a dump of every table, kept in one file (`snapshot.bin`) in the data dir; the memory engine
-//! starts from that file and replays the log after it.
+//! a dump of every table, streamed from one engine view into one file (`snapshot.bin`) in the
+//! data dir and streamed back into the store when installed; the memory engine starts from
+//! that file and replays the log after it.
 
-use super::snapshot_file::SnapshotFile;
+use super::snapshot_blob::SnapshotBlob;
+use super::snapshot_file::{NewSnapshot, SnapshotFile};
 use super::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, codec};
-use crate::mvcc::{self, MvccError, Store, TableDump};
+use crate::mvcc::{DumpSink, MvccError, Store};
 use crate::state_machine::StateMachine;
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
-use std::io::{self, Cursor};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,15 +45,72 @@ fn read_applied(store: &Store) -> io::Result<AppliedState> {
     }
 }
 
-fn install_records(store: &Store, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-    let mut records: TableDump = codec::decode(data)?;
+/// Replaces the store's content with the snapshot in `blob` (checksum verified first) at
+/// `meta`'s applied position.
+fn install_records(store: &Store, meta: &SnapshotMeta, blob: &SnapshotBlob) -> io::Result<()> {
+    let (inside, records) = blob.records()?;
+    if inside != *meta {
+        return Err(io_err(
+            "snapshot file holds another snapshot than announced",
+        ));
+    }
     let applied = AppliedState {
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
     };
-    // The dump carries the applied state it was taken at; make it exactly the meta's.
-    mvcc::set_raft_state_in(&mut records, codec::encode(&applied)?);
-    store.replace(records).map_err(io_err)
+    store.replace_from(records, codec::encode(&applied)?)
+}
+
+impl From<MvccError> for io::Error {
+    fn from(e: MvccError) -> Self {
+        io_err(e)
+    }
+}
+
+/// Writes a dump of the store into a new snapshot file as the records are read.
+struct SnapshotSink<'a> {
+    file: &'a SnapshotFile,
+    out: Option<(SnapshotMeta, NewSnapshot)>,
+    error: Option<io::Error>,
+}
+
+impl SnapshotSink<'_> {
+    fn keep(&mut self, result: io::Result<()>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+}
+
+impl DumpSink for SnapshotSink<'_> {
+    fn begin(&mut self, raft_state: Option<&[u8]>) -> bool {
+        let started = (|| {
+            let applied: AppliedState = raft_state
+                .map(codec::decode)
+                .transpose()?
+                .unwrap_or_default();
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership,
+            };
+            let writer = self.file.writer(&meta)?;
+            self.out = Some((meta, writer));
+            Ok(())
+        })();
+        self.keep(started)
+    }
+
+    fn record(&mut self, table: u8, key: &[u8], value: &[u8]) -> bool {
+        let written = match &mut self.out {
+            Some((_, w)) => w.record(table, key, value),
+            None => Err(io_err("snapshot record before its head")),
+        };
+        self.keep(written)
+    }
 }
 
 impl StateMachineStore {
@@ -60,14 +119,15 @@ impl StateMachineStore {
     pub fn open(store: Arc<Store>, dir: &Path) -> io::Result<Self> {
         let mut applied = read_applied(&store)?;
         let file = SnapshotFile::new(dir);
-        if let Some((meta, data)) = file.read()? {
+        file.remove_leftovers()?;
+        if let Some((meta, blob)) = file.open()? {
             let ahead = match (&meta.last_log_id, &applied.last_applied) {
                 (Some(snap), Some(have)) => snap.index() > have.index(),
                 (Some(_), None) => true,
                 (None, _) => false,
             };
             if ahead {
-                install_records(&store, &meta, &data)?;
+                install_records(&store, &meta, &blob)?;
                 applied = read_applied(&store)?;
             }
         }
@@ -119,27 +179,36 @@ pub struct Builder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotBlob;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let records = store.dump().map_err(io_err)?;
-            let applied: AppliedState = mvcc::raft_state_in(&records)
-                .map(codec::decode)
-                .transpose()?
-                .unwrap_or_default();
-            let data = codec::encode(&records)?;
-            let meta = SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership,
+            let mut sink = SnapshotSink {
+                file: &file,
+                out: None,
+                error: None,
             };
-            // A snapshot installed meanwhile may be newer; the file then keeps that one.
-            file.write(&meta, &data)?;
+            let complete = store.dump_into(&mut sink).map_err(io_err)?;
+            if let Some(e) = sink.error {
+                return Err(e);
+            }
+            let (meta, writer) = sink
+                .out
+                .filter(|_| complete)
+                .ok_or_else(|| io_err("snapshot dump stopped early"))?;
+            let mut blob = writer.finish()?;
+            // A snapshot installed meanwhile may be newer; the file then keeps that one, and
+            // that one is what there is to send.
+            file.adopt(&mut blob, &meta)?;
+            drop(blob);
+            let (meta, blob) = file
+                .open()?
+                .ok_or_else(|| io_err("snapshot file vanished after it was written"))?;
             Ok(Snapshot {
                 meta,
-                snapshot: Cursor::new(data),
+                snapshot: blob,
             })
         })
         .await
@@ -148,7 +217,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotBlob;
     type SnapshotBuilder = Builder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -178,14 +247,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Self::SnapshotData,
+        mut snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
-        let data_len = data.len();
-        // The file first: once the store holds the snapshot, the log before it may be purged,
-        // and a restarted memory engine must find the snapshot on disk.
-        self.file.write(meta, &data)?;
-        install_records(&self.store, meta, &data)?;
+        let data_len = snapshot.len();
+        if snapshot.pending().is_none() {
+            // Another member's file handed over in-process (not received): copied first.
+            snapshot = self.file.copy_in(&snapshot)?;
+        }
+        // The file first (its checksum was checked as it arrived): once the store holds the
+        // snapshot, the log before it may be purged, and a restarted memory engine must find
+        // the snapshot on disk. The open blob stays readable whether or not it moved.
+        self.file.adopt(&mut snapshot, meta)?;
+        install_records(&self.store, meta, &snapshot)?;
+        drop(snapshot);
         self.machine.reload().map_err(io_err)?;
         self.applied = read_applied(&self.store)?;
         tracing::info!(
@@ -198,9 +272,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self.file.read()?.map(|(meta, data)| Snapshot {
+        Ok(self.file.open()?.map(|(meta, blob)| Snapshot {
             meta,
-            snapshot: Cursor::new(data),
+            snapshot: blob,
         }))
     }
 }
