@@ -23,13 +23,13 @@ use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::watch_upstream_response::Kind as WatchKind;
 use metastore_internal_proto::storage::{
-    ClusterRequest, Consistency, ErrorCode, GatewayInfo, KvRequest, MemberInfoRequest,
-    MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch, RenewReply,
-    RequestContext, StatusRequest, StatusResponse, StorageError, WatchProgressAsk, WatchStart,
-    WatchUpstreamRequest, WatchUpstreamResponse,
+    ClusterRequest, Consistency, DefragmentAsk, ErrorCode, GatewayInfo, KvRequest,
+    MemberInfoRequest, MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
+    RenewReply, RequestContext, StatusRequest, StatusResponse, StorageError, WatchProgressAsk,
+    WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{
-    HashKvRequest, HashKvResponse, MoveLeaderResponse, ResponseHeader,
+    DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderResponse, ResponseHeader,
 };
 use metastore_request::classify;
 use std::sync::Arc;
@@ -392,6 +392,23 @@ impl Upstream {
         reply
             .response
             .ok_or_else(|| Error::Internal("empty hash response".into()))
+    }
+
+    /// Defragments the member this gateway prefers (as etcd defragments the member asked).
+    pub async fn defragment(&self) -> Result<DefragmentResponse, Error> {
+        let reply = self
+            .on_member(|mut c| async move {
+                c.defragment(DefragmentAsk {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await?;
+        if let Some(e) = reply.error {
+            storage_failure(e)?;
+        }
+        reply
+            .response
+            .ok_or_else(|| Error::Internal("empty defragment response".into()))
     }
 
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse, Error> {

@@ -20,14 +20,14 @@ use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::{
-    ClusterRequest, ClusterResponse, HashKvReply, MoveLeaderAsk, MoveLeaderReply,
-    PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
+    ClusterRequest, ClusterResponse, DefragmentAsk, DefragmentReply, HashKvReply, MoveLeaderAsk,
+    MoveLeaderReply, PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
 };
 use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, RenewBatch,
     RenewReply, RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
-use metastore_proto::etcdserverpb::{HashKvRequest, MoveLeaderResponse};
+use metastore_proto::etcdserverpb::{DefragmentResponse, HashKvRequest, MoveLeaderResponse};
 use metastore_request::{Limits, classify, validate};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -303,6 +303,28 @@ impl Storage for StorageService {
             Err(e) => HashKvReply {
                 response: None,
                 error: Some(storage_error(&e.into())),
+            },
+        }))
+    }
+
+    /// Reclaims unused engine space on this member; reads and writes go on meanwhile.
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentAsk>,
+    ) -> Result<Response<DefragmentReply>, Status> {
+        let store = self.node.store().clone();
+        let result = tokio::task::spawn_blocking(move || store.engine().defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match result {
+            // etcd answers a defragment without a header.
+            Ok(()) => DefragmentReply {
+                response: Some(DefragmentResponse::default()),
+                error: None,
+            },
+            Err(e) => DefragmentReply {
+                response: None,
+                error: Some(storage_error(&MvccError::from(e).into())),
             },
         }))
     }

@@ -98,6 +98,8 @@ check_cluster endpoint-status-facts "\$ALL endpoint status -w json | $STATUS_FAC
 check_cluster endpoint-status-table-shape '$ALL endpoint status -w table | head -3 | tail -1'
 check_cluster endpoint-health '$ALL endpoint health 2>&1 | sed "s/took = .*//"'
 check_cluster endpoint-status-cluster "\$E endpoint status --cluster -w json | $STATUS_FACTS"
+check_cluster defrag-all '$ALL defrag' 'Finished defragmenting'
+check_cluster defrag-cluster '$E defrag --cluster' 'Finished defragmenting'
 check_cluster endpoint-health-cluster '$E endpoint health --cluster 2>&1 | sed "s/took = .*//"'
 check_cluster member-add-learner "\$E member add s4 --learner --peer-urls=http://127.0.0.1:$(port)"
 check_cluster member-list-with-learner '$E member list'

@@ -55,11 +55,12 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(status))
     }
 
+    /// Defragments the member this gateway prefers; it keeps serving meanwhile.
     async fn defragment(
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(unsupported("defragment"))
+        Ok(Response::new(self.upstream.defragment().await?))
     }
 
     /// The hash of every stored revision (what HashKV at the current revision hashes).

@@ -129,4 +129,8 @@ pub trait Engine: ReadView + Send + Sync + 'static {
 
     /// Approximate bytes on disk (or in memory) used by the data.
     fn size_bytes(&self) -> u64;
+
+    /// Gives back space that deleted and overwritten records still take (etcd's
+    /// defragmentation). Reads and writes go on meanwhile.
+    fn defragment(&self) -> Result<(), EngineError>;
 }

@@ -164,6 +164,28 @@ impl Engine for RocksEngine {
             })
             .sum()
     }
+
+    /// Flushes and fully compacts every column family, the raft log's included: deleted and
+    /// overwritten records are dropped and their space returned. RocksDB compacts in the
+    /// background of reads and writes, which go on.
+    fn defragment(&self) -> Result<(), EngineError> {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        let names = Table::ALL
+            .iter()
+            .map(|t| t.name())
+            .chain([LOG_CF, LOG_META_CF]);
+        for name in names {
+            let cf = self
+                .db
+                .cf_handle(name)
+                .ok_or_else(|| EngineError::Backend(format!("missing column family {name}")))?;
+            self.db.flush_cf(cf).map_err(backend)?;
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        Ok(())
+    }
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
