@@ -2,21 +2,21 @@
 
 use anyhow::{Context, Result, bail};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
-use metastore_tests::{Cluster, ENGINES};
+use metastore_tests::{Cluster, ENGINES, retry_until};
 use std::time::{Duration, Instant};
 
 const HALF_SECOND: Duration = Duration::from_millis(500);
 
 /// Retries `put` until it is acknowledged (the cluster may be electing a leader).
 async fn put_acked(c: &mut Client, key: &str, value: &str) -> Result<i64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match c.put(key, value, None).await {
-            Ok(r) => return Ok(r.header().map(|h| h.revision()).unwrap_or_default()),
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+    retry_until(&format!("put {key}"), Duration::from_secs(20), || {
+        let mut c = c.clone();
+        async move {
+            let r = c.put(key, value, None).await?;
+            Ok(Some(r.header().map(|h| h.revision()).unwrap_or_default()))
         }
-    }
+    })
+    .await
 }
 
 /// A watcher on the gateway whose preferred member is killed resumes on another member:
@@ -100,18 +100,17 @@ async fn keep_renewing(
 
 /// Waits until `key` is gone (its lease expired), failing after `deadline`.
 async fn wait_gone(client: &mut Client, key: &str, deadline: Instant, what: &str) -> Result<()> {
-    loop {
-        let got = client
-            .get(key, Some(GetOptions::new().with_count_only()))
-            .await?;
-        if got.count() == 0 {
-            return Ok(());
+    let left = deadline.saturating_duration_since(Instant::now());
+    retry_until(&format!("{what}: {key} expired"), left, || {
+        let mut client = client.clone();
+        async move {
+            let got = client
+                .get(key, Some(GetOptions::new().with_count_only()))
+                .await?;
+            Ok((got.count() == 0).then_some(()))
         }
-        if Instant::now() > deadline {
-            bail!("{what}: {key} never expired");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// Keep-alives keep leases alive across a leader failure, through a gateway whose member

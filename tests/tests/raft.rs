@@ -234,19 +234,16 @@ async fn membership_changes_under_traffic() -> Result<()> {
     let g = c.gateway_ports.len();
     c.start_gateway(new)?;
     let mut on_learner = c.client(g).await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = on_learner
-            .get("m/49", Some(GetOptions::new().with_serializable()))
-            .await?;
-        if r.count() == 1 {
-            break;
+    retry_until("the learner catching up", Duration::from_secs(20), || {
+        let mut on_learner = on_learner.clone();
+        async move {
+            let r = on_learner
+                .get("m/49", Some(GetOptions::new().with_serializable()))
+                .await?;
+            Ok((r.count() == 1).then_some(()))
         }
-        if Instant::now() > deadline {
-            bail!("learner did not catch up");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await?;
     // The learner knows it is one once the membership reached it.
     retry_until(
         "the learner's gateway reporting a learner",
@@ -334,31 +331,27 @@ async fn silent_gateways_are_withdrawn_from_member_list() -> Result<()> {
         let (a, b) = (c.gateway(0), c.gateway(1));
         let mut both = vec![a.clone(), b.clone()];
         both.sort();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while listed_client_urls(&c, 0).await? != both {
-            if Instant::now() > deadline {
-                let urls = listed_client_urls(&c, 0).await?;
-                bail!("{engine}: both gateways never listed: {urls:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        retry_until(
+            &format!("{engine}: both gateways listed"),
+            Duration::from_secs(20),
+            || async { Ok((listed_client_urls(&c, 0).await? == both).then_some(())) },
+        )
+        .await?;
         c.kill_gateway(1);
         let stopped = Instant::now();
-        let deadline = stopped + Duration::from_secs(30);
-        loop {
-            let urls = listed_client_urls(&c, 0).await?;
-            assert!(
-                urls.contains(&a),
-                "{engine}: the running gateway stays listed: {urls:?}"
-            );
-            if urls == [a.clone()] {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{engine}: the stopped gateway is still listed: {urls:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        retry_until(
+            &format!("{engine}: the stopped gateway withdrawn"),
+            Duration::from_secs(30),
+            || async {
+                let urls = listed_client_urls(&c, 0).await?;
+                assert!(
+                    urls.contains(&a),
+                    "{engine}: the running gateway stays listed: {urls:?}"
+                );
+                Ok((urls == [a.clone()]).then_some(()))
+            },
+        )
+        .await?;
         assert!(
             stopped.elapsed() >= Duration::from_secs(3),
             "{engine}: withdrawn only after the TTL"
@@ -402,13 +395,12 @@ async fn a_wiped_member_refuses_to_bootstrap_again() -> Result<()> {
     // Wait until the cluster has recorded that the victim ran.
     let mut client = c.client(0).await?;
     let id = member_id(&c, victim).await.context("victim's id")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !c.member_knows_started(leader, id).await? {
-        if Instant::now() > deadline {
-            bail!("the member was never recorded as started");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    retry_until(
+        "the member recorded as started",
+        Duration::from_secs(20),
+        || async { Ok(c.member_knows_started(leader, id).await?.then_some(())) },
+    )
+    .await?;
     c.kill_member(victim);
     std::fs::remove_dir_all(c.dir.path().join(&c.members[victim].name))?;
     c.member_logs = true;
