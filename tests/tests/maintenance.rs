@@ -42,7 +42,10 @@ async fn defragment_gives_space_back_and_keeps_data(d: Deployment) -> Result<()>
         (&b"still here"[..], put_rev, put_rev)
     );
     let none = c
-        .get("big/", Some(GetOptions::new().with_prefix().with_count_only()))
+        .get(
+            "big/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
         .await?;
     assert_eq!(none.count(), 0);
     // Writes go on after it.
