@@ -149,7 +149,10 @@ async fn lagging_member_catches_up_through_snapshot() -> Result<()> {
         let last = client.put("s/last", "done", None).await?;
         let rev = last.header().map(|h| h.revision()).unwrap_or_default();
         c.member_logs = true;
-        c.start_member(lagging)?;
+        if let Err(e) = c.start_member(lagging) {
+            let log = std::fs::read_to_string(c.member_log(lagging)).unwrap_or_default();
+            bail!("{engine}: restarting the lagging member: {e:#}\n{log}");
+        }
         // Gateway `lagging` prefers the restarted member: its Status shows that member's
         // applied index once the gateway is back on it.
         let target = client.status().await?.raft_index();

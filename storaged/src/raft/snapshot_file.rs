@@ -119,10 +119,45 @@ impl SnapshotFile {
         if self.holds_as_new(meta) {
             return Ok(false);
         }
-        std::fs::rename(&path, self.path())?;
+        self.put_in_place(blob, &path)?;
+        Ok(true)
+    }
+
+    fn put_in_place(&self, blob: &mut SnapshotBlob, path: &Path) -> io::Result<()> {
+        std::fs::rename(path, self.path())?;
         File::open(&self.dir)?.sync_all()?;
         blob.adopted();
-        Ok(true)
+        Ok(())
+    }
+
+    /// Rewrites a snapshot file of the first format (written by an earlier version) in the
+    /// current one; run once at start, before the file is read.
+    pub fn upgrade(&self) -> io::Result<()> {
+        let mut magic = [0u8; 8];
+        match File::open(self.path()) {
+            Ok(mut f) => {
+                if f.read_exact(&mut magic).is_err() || &magic != snapshot_format::MAGIC_V1 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let (meta, records) = snapshot_format::read_v1(&std::fs::read(self.path())?)?;
+        let mut new = self.writer(&meta)?;
+        for (table, key, value) in &records {
+            new.record(*table, key, value)?;
+        }
+        drop(records);
+        let mut blob = new.finish()?;
+        let path = blob
+            .pending()
+            .cloned()
+            .ok_or_else(|| io::Error::other("new snapshot not pending"))?;
+        let _writer = self.lock.lock();
+        self.put_in_place(&mut blob, &path)?;
+        tracing::info!("snapshot file rewritten in the current format");
+        Ok(())
     }
 
     /// Whether the file holds a snapshot at least as new as `meta`.
@@ -255,6 +290,16 @@ mod tests {
         let (_, blob) = f.open().expect("open").expect("some");
         assert!(blob.verify().is_err());
         assert!(blob.records().is_err());
+        // A file of the first format is rewritten in the current one.
+        let records = vec![(2, b"old".to_vec(), b"format".to_vec())];
+        std::fs::write(&path, snapshot_format::tests::v1_file(&meta(40), &records)).expect("v1");
+        assert!(f.open().is_err(), "not readable before the upgrade");
+        f.upgrade().expect("upgrade");
+        f.upgrade().expect("a second upgrade does nothing");
+        let (m, blob) = f.open().expect("open").expect("some");
+        let (_, back) = blob.records().expect("records");
+        assert_eq!(index_of(&m), 40);
+        assert_eq!(back.collect::<io::Result<Vec<_>>>().expect("read"), records);
         // Leftovers of a crash are removed at start.
         std::fs::write(dir.path().join("snapshot.bin.1.2.recv.tmp"), b"x").expect("write");
         f.remove_leftovers().expect("remove");

@@ -9,6 +9,8 @@ use super::{SnapshotMeta, codec};
 use std::io::{self, Read, Write};
 
 pub const MAGIC: &[u8; 8] = b"MSSNAP02";
+/// The first format: meta, then the whole dump as one postcard value (read only to upgrade).
+pub const MAGIC_V1: &[u8; 8] = b"MSSNAP01";
 const END: u8 = 0xFF;
 /// A meta (log id and membership) is far below this.
 const MAX_META: u32 = 1 << 20;
@@ -125,6 +127,30 @@ pub fn read_meta(r: &mut impl Read) -> io::Result<SnapshotMeta> {
     codec::decode(&read_field(r, MAX_META)?)
 }
 
+/// A snapshot of the first format (magic, meta length, meta, data length, the dump as one
+/// postcard value, CRC-32), checksum verified, as its meta and records. It is read whole,
+/// once, when a member that wrote it starts with this version.
+pub fn read_v1(bytes: &[u8]) -> io::Result<(SnapshotMeta, Vec<Record>)> {
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| invalid("snapshot: too short"))?;
+    let (body, crc) = bytes.split_at(body_len);
+    if crc32fast::hash(body).to_be_bytes() != crc {
+        return Err(invalid("snapshot: checksum mismatch"));
+    }
+    let mut r = body
+        .strip_prefix(MAGIC_V1.as_slice())
+        .ok_or_else(|| invalid("snapshot: not of the first format"))?;
+    let meta = codec::decode(&read_field(&mut r, MAX_META)?)?;
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    if u64::from_be_bytes(len) != r.len() as u64 {
+        return Err(invalid("snapshot: wrong data length"));
+    }
+    Ok((meta, codec::decode(r)?))
+}
+
 /// The records of an encoded snapshot whose head was read with [`read_meta`].
 pub struct Records<R: Read> {
     r: R,
@@ -162,7 +188,7 @@ impl<R: Read> Iterator for Records<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use openraft::testing::log_id;
 
@@ -176,6 +202,34 @@ mod tests {
             w.record(*t, k, v).expect("record");
         }
         (meta, w.finish().expect("finish"))
+    }
+
+    #[test]
+    fn first_format_is_read() {
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id::<crate::raft::TypeConfig>(2, 1, 9)),
+            ..Default::default()
+        };
+        let records: Vec<Record> = vec![(0, b"k".to_vec(), b"v".to_vec()), (3, vec![], vec![1])];
+        let file = v1_file(&meta, &records);
+        assert_eq!(read_v1(&file).expect("v1"), (meta, records));
+        let mut bad = file.clone();
+        bad[14] ^= 1;
+        assert!(read_v1(&bad).is_err());
+    }
+
+    /// A file of the first format, as the previous version wrote it.
+    pub(crate) fn v1_file(meta: &SnapshotMeta, records: &[Record]) -> Vec<u8> {
+        let meta = codec::encode(meta).expect("meta");
+        let data = codec::encode(&records.to_vec()).expect("data");
+        let mut out = MAGIC_V1.to_vec();
+        out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        out.extend_from_slice(&data);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
     }
 
     #[test]

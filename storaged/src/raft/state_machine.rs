@@ -120,6 +120,7 @@ impl StateMachineStore {
         let mut applied = read_applied(&store)?;
         let file = SnapshotFile::new(dir);
         file.remove_leftovers()?;
+        file.upgrade()?;
         if let Some((meta, blob)) = file.open()? {
             let ahead = match (&meta.last_log_id, &applied.last_applied) {
                 (Some(snap), Some(have)) => snap.index() > have.index(),
