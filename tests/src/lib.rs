@@ -45,9 +45,24 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, never handed out twice by this process. Ports come
+/// from below Linux's ephemeral range (32768 and up), so neither an outgoing connection nor a
+/// port-0 bind elsewhere takes one while a stopped member waits to be restarted on it (the
+/// OS's port 0 could give a freed port to a test running in parallel).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port below the ephemeral range")
 }
 
 /// Waits until something accepts TCP connections on `port`.
