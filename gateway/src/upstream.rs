@@ -272,8 +272,14 @@ impl Upstream {
             consistency: consistency as i32,
             forwarded: false,
             gateway_id: self.gateway_id,
-            min_revision: self.seen_revision.load(Ordering::Relaxed),
+            min_revision: self.seen_revision(),
         }
+    }
+
+    /// The newest store revision any answer of this gateway carried: everything up to it
+    /// happened before anything this gateway starts now.
+    pub fn seen_revision(&self) -> i64 {
+        self.seen_revision.load(Ordering::Relaxed)
     }
 
     /// Runs `call` on the preferred member, moving on to the next member while the call

@@ -55,8 +55,9 @@ async fn start_raft(
     log: LogStore,
 ) -> Result<Raft, String> {
     let fresh = log.is_empty().map_err(|e| format!("raft log: {e}"))?;
-    let sm =
-        StateMachineStore::open(store, &cfg.data_dir).map_err(|e| format!("state machine: {e}"))?;
+    let sm = StateMachineStore::open(store, &cfg.data_dir)
+        .map_err(|e| format!("state machine: {e}"))?
+        .with_failpoints(identity.member_id);
     let raft = Raft::new(
         identity.member_id,
         Arc::new(raft_config(cfg)?),

@@ -24,6 +24,8 @@ pub struct Cluster {
     pub storaged_args: Vec<String>,
     /// Extra gateway flags.
     pub gateway_args: Vec<String>,
+    /// Environment variables of every member process (failpoints).
+    pub member_env: Vec<(String, String)>,
     /// When set, members started from now on log to `<dir>/<name>.log` (appending) instead of
     /// the test's stderr, so a test can look for what a member did.
     pub member_logs: bool,
@@ -43,6 +45,18 @@ impl Cluster {
         storaged_args: &[&str],
         gateway_args: &[&str],
     ) -> Result<Self> {
+        Self::start_env(engine, n, gateways, storaged_args, gateway_args, &[])
+    }
+
+    /// Like [`Cluster::start_with`], with environment variables for every member (failpoints).
+    pub fn start_env(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        storaged_args: &[&str],
+        gateway_args: &[&str],
+        member_env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut members = Vec::new();
         for i in 0..n {
             members.push(MemberSpec {
@@ -60,6 +74,10 @@ impl Cluster {
             gateways: Vec::new(),
             storaged_args: storaged_args.iter().map(|s| s.to_string()).collect(),
             gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(),
+            member_env: member_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             member_logs: false,
         };
         for i in 0..n {
@@ -158,6 +176,7 @@ impl Cluster {
             .arg(format!("--initial-cluster={}", self.initial_cluster()))
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.storaged_args)
+            .envs(self.member_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

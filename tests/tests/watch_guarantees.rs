@@ -43,6 +43,66 @@ async fn watch_guarantees_on_three_members_with_a_member_restart() -> Result<()>
     Ok(())
 }
 
+/// A watcher created "from now" after a write was acknowledged through the same gateway
+/// never receives that write, even when the member serving the watch applies late (failpoint:
+/// followers apply every entry 300 ms after it arrives). Both a first watcher of a range (its
+/// own upstream feed) and a second one (joining the shared feed) are checked.
+#[tokio::test]
+async fn a_watch_from_now_starts_after_acknowledged_writes() -> Result<()> {
+    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
+    for engine in ENGINES {
+        let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
+        let leader = c.leader(0).await?;
+        let follower = (leader + 1) % 3;
+        let mut client = c.client(follower).await?;
+        for round in 0..3 {
+            let prefix = format!("now/{round}/");
+            let mut streams = Vec::new();
+            let mut acked_at = Vec::new();
+            for w in 0..2 {
+                let acked = client
+                    .put(format!("{prefix}before-{w}"), "x", None)
+                    .await?
+                    .header()
+                    .context("header")?
+                    .revision();
+                let mut s = client
+                    .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
+                    .await?;
+                let created = next(&mut s).await?;
+                assert!(created.created(), "{engine}: {created:?}");
+                let at = created.header().context("header")?.revision();
+                assert!(
+                    at >= acked,
+                    "{engine}: created at {at}, write {acked} was acked"
+                );
+                streams.push((s, acked));
+                acked_at.push(acked);
+            }
+            let after = client
+                .put(format!("{prefix}after"), "y", None)
+                .await?
+                .header()
+                .context("header")?
+                .revision();
+            // Watcher 0 also sees the second `before` put, made after it was created.
+            let expected = [vec![acked_at[1], after], vec![after]];
+            for ((mut s, acked), want) in streams.into_iter().zip(expected) {
+                let got: Vec<i64> = events(&mut s, want.len())
+                    .await?
+                    .into_iter()
+                    .map(|e| e.0)
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "{engine}: a watcher created after revision {acked} was acknowledged"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug, PartialEq)]
 struct Ev {
     rev: i64,

@@ -4,6 +4,7 @@
 //! blocking thread before openraft is told they are flushed. Appends that arrive while a sync
 //! runs are covered by the next one, so many proposals share one fsync (group commit).
 
+use super::failpoints::SlowLeaderSync;
 use super::{LogId, TypeConfig, codec};
 use crate::engine::LogBackend;
 use openraft::OptionalSend;
@@ -26,31 +27,6 @@ pub struct LogStore {
     backend: Arc<dyn LogBackend>,
     syncer: Arc<Syncer>,
     slow_leader_sync: Option<SlowLeaderSync>,
-}
-
-/// Failpoint for fault tests (`METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS`): the sync of entries
-/// this member appended as leader waits this long first, as on a leader with a slow disk, so
-/// followers hold entries that the leader's own log has not made durable yet.
-#[derive(Clone, Copy)]
-struct SlowLeaderSync {
-    member_id: u64,
-    delay: std::time::Duration,
-}
-
-impl SlowLeaderSync {
-    const VAR: &'static str = "METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS";
-
-    fn from_env(member_id: u64) -> Option<Self> {
-        let ms: u64 = std::env::var(Self::VAR).ok()?.parse().ok()?;
-        tracing::warn!(
-            ms,
-            "failpoint: syncs of this member's own entries are delayed"
-        );
-        Some(Self {
-            member_id,
-            delay: std::time::Duration::from_millis(ms),
-        })
-    }
 }
 
 /// Group commit: appends are numbered; a sync makes every append made before it durable, so
@@ -187,7 +163,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut own = false;
         for entry in entries {
             let leader = entry.log_id().committed_leader_id().node_id;
-            own |= self.slow_leader_sync.is_some_and(|f| f.member_id == leader);
+            own |= self.slow_leader_sync.is_some_and(|f| f.own(leader));
             batch.push((entry.index(), codec::encode(&entry)?));
         }
         self.backend.append(batch)?;

@@ -10,6 +10,7 @@
 //! - [`codec`]: how raft messages and entries are serialized.
 
 pub mod codec;
+pub mod failpoints;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;

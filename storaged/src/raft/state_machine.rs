@@ -6,6 +6,7 @@
 //! data dir and streamed back into the store when installed; the memory engine starts from
 //! that file and replays the log after it.
 
+use super::failpoints::SlowFollowerApply;
 use super::snapshot_blob::SnapshotBlob;
 use super::snapshot_file::{NewSnapshot, SnapshotFile};
 use super::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, codec};
@@ -32,6 +33,7 @@ pub struct StateMachineStore {
     machine: StateMachine,
     applied: AppliedState,
     file: SnapshotFile,
+    slow_follower_apply: Option<SlowFollowerApply>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -137,7 +139,14 @@ impl StateMachineStore {
             store,
             applied,
             file,
+            slow_follower_apply: None,
         })
+    }
+
+    /// Arms the failpoints named in the environment for member `member_id`.
+    pub fn with_failpoints(mut self, member_id: u64) -> Self {
+        self.slow_follower_apply = SlowFollowerApply::from_env(member_id);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -230,6 +239,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
+            if let Some(f) = self.slow_follower_apply
+                && f.foreign(entry.log_id().committed_leader_id().node_id)
+            {
+                tokio::time::sleep(f.delay).await;
+            }
             let reply = self.apply_one(entry)?;
             if let Some(responder) = responder {
                 responder.send(reply);

@@ -105,10 +105,19 @@ impl WatcherTask {
                 return;
             }
         };
-        let current = header.map_or(0, |h| h.revision);
+        let mut header = header;
         self.next_rev = if self.start.start_revision > 0 {
             self.start.start_revision
         } else {
+            // "From now" is after every revision this gateway has already reported: the
+            // member serving the watch may not have applied them yet, and their events must
+            // not reach a watcher created after the writes were acknowledged.
+            let current = header
+                .map_or(0, |h| h.revision)
+                .max(self.upstream.seen_revision());
+            if let Some(h) = header.as_mut() {
+                h.revision = current;
+            }
             current + 1
         };
         let reply = WatchResponse {
@@ -223,6 +232,12 @@ impl WatcherTask {
                 let revision = p.header.map_or(0, |h| h.revision);
                 if p.synced {
                     self.next_rev = self.next_rev.max(revision + 1);
+                }
+                // A member still applying revisions from before this watcher was created
+                // reports its own position; the watcher has everything before `next_rev`.
+                let mut p = *p;
+                if let Some(h) = p.header.as_mut() {
+                    h.revision = h.revision.max(self.next_rev - 1);
                 }
                 match pending.pop_front() {
                     Some(Pending::Client(reply)) => {
