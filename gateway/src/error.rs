@@ -40,6 +40,12 @@ pub enum Error {
     LearnerUnsupported,
     NotEnoughStarted,
     Unhealthy,
+    /// Proclaim by a candidate whose key is gone or was created anew.
+    ElectionNotLeader,
+    /// Leader asked of an election nobody campaigns in.
+    ElectionNoLeader,
+    /// Proclaim or Resign without a `leader`.
+    LeaderFieldMissing,
     /// An etcd RPC or option MetaStore does not implement yet (what is not supported).
     Unsupported(&'static str),
     /// No storage member could be reached; the detail is logged, not sent.
@@ -130,6 +136,10 @@ impl Error {
                 "etcdserver: re-configuration failed due to not enough started members",
             ),
             Error::Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
+            // Outside etcd's table: sent as code Unknown with the raw text, as etcd does.
+            Error::ElectionNotLeader => (Code::Unknown, "election: not leader"),
+            Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
+            Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
             Error::Unsupported(what) => {
                 let text = format!("metastore: {what} is not supported yet");
                 return (Code::Unimplemented, text.into());
@@ -164,6 +174,18 @@ impl Error {
     pub fn to_status(&self) -> Status {
         self.log_detail();
         Status::new(self.code(), self.client_text())
+    }
+
+    /// The status etcd's Lock and Election services send: they call KV through etcd's own
+    /// client, which keeps an etcd error's text but not its code (the client sees Unknown);
+    /// storage that cannot be reached keeps its code.
+    pub fn to_status_via_client(&self) -> Status {
+        self.log_detail();
+        let code = match self {
+            Error::Unavailable(_) => self.code(),
+            _ => Code::Unknown,
+        };
+        Status::new(code, self.client_text())
     }
 
     /// The table from storaged's codes to etcd's errors; `detail` is kept only where it is
@@ -355,6 +377,9 @@ mod tests {
         NotEnoughStarted => FailedPrecondition,
             "etcdserver: re-configuration failed due to not enough started members";
         Unhealthy => Unavailable, "etcdserver: unhealthy cluster";
+        ElectionNotLeader => Unknown, "election: not leader";
+        ElectionNoLeader => Unknown, "election: no leader";
+        LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
         Unsupported("defragment") => Unimplemented, "metastore: defragment is not supported yet";
         Unavailable(DETAIL.into()) => Unavailable, "metastore: storage unavailable";
         Internal(DETAIL.into()) => Unknown, "metastore: internal error";
@@ -438,6 +463,21 @@ mod tests {
         }
         // Every named code was seen (the values are dense from 0).
         assert_eq!(walked, ErrorCode::DuplicateRequest as usize + 1);
+    }
+
+    /// Lock and Election answers: every etcd error keeps its text and is sent as Unknown;
+    /// storage that cannot be reached stays Unavailable.
+    #[test]
+    fn lock_and_election_errors_come_as_from_etcds_client() {
+        for (name, err, _, text) in rows() {
+            let status = err.to_status_via_client();
+            let code = match err {
+                Error::Unavailable(_) => Code::Unavailable,
+                _ => Code::Unknown,
+            };
+            assert_eq!(status.code(), code, "{name}");
+            assert_eq!(status.message(), text, "{name}");
+        }
     }
 
     #[test]

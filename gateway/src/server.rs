@@ -2,8 +2,10 @@
 
 use crate::config::Config;
 use crate::etcd::cluster::ClusterService;
+use crate::etcd::election::ElectionService;
 use crate::etcd::kv::KvService;
 use crate::etcd::lease::LeaseService;
+use crate::etcd::lock::LockService;
 use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
 use crate::keepalive::KeepAliveHub;
@@ -14,6 +16,8 @@ use metastore_proto::etcdserverpb::kv_server::KvServer;
 use metastore_proto::etcdserverpb::lease_server::LeaseServer;
 use metastore_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
+use metastore_proto::v3electionpb::election_server::ElectionServer;
+use metastore_proto::v3lockpb::lock_server::LockServer;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
@@ -47,6 +51,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         cfg.advertise_client_urls.clone(),
     ));
     let maintenance_service = std::sync::Arc::new(MaintenanceService::new(upstream.clone()));
+    let lock_service = std::sync::Arc::new(LockService::new(upstream.clone()));
+    let election_service = std::sync::Arc::new(ElectionService::new(upstream.clone()));
     // Announce this gateway's client URLs under its preferred member (again after a
     // failover, or if the first attempts find no leader); unchanged announcements cost no
     // log entry.
@@ -77,6 +83,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(LeaseServer::from_arc(lease_service.clone()))
             .add_service(ClusterServer::from_arc(cluster_service.clone()))
             .add_service(MaintenanceServer::from_arc(maintenance_service.clone()))
+            .add_service(LockServer::from_arc(lock_service.clone()))
+            .add_service(ElectionServer::from_arc(election_service.clone()))
             .add_service(health.clone())
             .add_service(reflection.clone());
         let incoming = TcpIncoming::from(listener)

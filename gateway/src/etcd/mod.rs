@@ -14,7 +14,10 @@ macro_rules! expect_result {
 }
 
 pub mod cluster;
+mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
