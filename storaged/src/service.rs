@@ -275,7 +275,8 @@ impl Storage for StorageService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let mut status = cluster::status(&self.node);
-        self.stamp().apply(&mut status.header);
+        // etcd fills the revision of Status answers too (`endpoint status -w json` shows it).
+        status.header = self.stamp().at(self.node.store().current_revision());
         Ok(Response::new(StatusResponse {
             status: Some(status),
             name: self.node.identity().name.clone(),

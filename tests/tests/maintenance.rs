@@ -7,6 +7,7 @@ use metastore_tests::{Deployment, matrix, retry_until};
 use std::time::Duration;
 
 matrix!(defragment_gives_space_back_and_keeps_data);
+matrix!(status_answers_carry_the_revision);
 
 /// 12.5 MB written, then deleted and compacted away: defragmenting the member the gateway
 /// prefers brings its reported size down to a fraction (RocksDB keeps deleted records' space
@@ -71,5 +72,32 @@ async fn defragment_gives_space_back_and_keeps_data(d: Deployment) -> Result<()>
     // Writes go on after it.
     let next = c.put("after", "defrag", None).await?;
     assert_eq!(next.header().map(|h| h.revision()), Some(rev + 1));
+    Ok(())
+}
+
+/// Status answers carry the member's current revision in their header, as etcd's do (the
+/// member the gateway prefers may be a follower that applies the put a little later).
+async fn status_answers_carry_the_revision(d: Deployment) -> Result<()> {
+    let mut c = d.client().await?;
+    for i in 0..3 {
+        let put = c.put(format!("status/{i}"), "v", None).await?;
+        let rev = put.header().map_or(0, |h| h.revision());
+        let status = retry_until(
+            &format!("{}: Status at revision {rev}", d.case),
+            Duration::from_secs(20),
+            || {
+                let mut c = c.clone();
+                async move {
+                    let s = c.status().await?;
+                    let at = s.header().map_or(0, |h| h.revision());
+                    assert!(at <= rev, "Status at {at}, ahead of the last write {rev}");
+                    Ok((at == rev).then_some(s))
+                }
+            },
+        )
+        .await?;
+        let h = status.header().expect("checked above");
+        assert!(h.cluster_id() != 0 && h.member_id() != 0 && h.raft_term() != 0);
+    }
     Ok(())
 }
