@@ -46,6 +46,8 @@ pub enum Error {
     ElectionNoLeader,
     /// Proclaim or Resign without a `leader`.
     LeaderFieldMissing,
+    /// A Lock whose owner key went away (its lease ended) while it waited.
+    LockSessionExpired,
     /// An etcd RPC or option MetaStore does not implement yet (what is not supported).
     Unsupported(&'static str),
     /// No storage member could be reached; the detail is logged, not sent.
@@ -140,6 +142,7 @@ impl Error {
             Error::ElectionNotLeader => (Code::Unknown, "election: not leader"),
             Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
             Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
+            Error::LockSessionExpired => (Code::Unknown, "mutex: session is expired"),
             Error::Unsupported(what) => {
                 let text = format!("metastore: {what} is not supported yet");
                 return (Code::Unimplemented, text.into());
@@ -380,6 +383,7 @@ mod tests {
         ElectionNotLeader => Unknown, "election: not leader";
         ElectionNoLeader => Unknown, "election: no leader";
         LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
+        LockSessionExpired => Unknown, "mutex: session is expired";
         Unsupported("defragment") => Unimplemented, "metastore: defragment is not supported yet";
         Unavailable(DETAIL.into()) => Unavailable, "metastore: storage unavailable";
         Internal(DETAIL.into()) => Unknown, "metastore: internal error";

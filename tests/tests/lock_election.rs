@@ -13,6 +13,7 @@ use std::time::Duration;
 matrix!(
     lock_owner_keys_and_hand_over,
     lock_is_exclusive_under_contention,
+    a_waiter_whose_lease_ends_does_not_get_the_lock,
     election_campaign_proclaim_observe_resign,
 );
 
@@ -112,6 +113,42 @@ async fn lock_owner_keys_and_hand_over(d: Deployment) -> Result<()> {
             "etcdserver: requested lease not found".into()
         )
     );
+    Ok(())
+}
+
+/// A Lock waiting behind a holder while its own (never renewed) lease ends does not get the
+/// lock when the holder lets go: its owner key is gone, and it is told so as etcd 3.5 does.
+async fn a_waiter_whose_lease_ends_does_not_get_the_lock(d: Deployment) -> Result<()> {
+    let mut c = d.client().await?;
+    let long = c.lease_grant(60, None).await?.id();
+    let short = c.lease_grant(2, None).await?.id();
+    let held = c
+        .lock("exp", Some(LockOptions::new().with_lease(long)))
+        .await?;
+    let mut c2 = c.clone();
+    let mut waiter = Box::pin(async move {
+        c2.lock("exp", Some(LockOptions::new().with_lease(short)))
+            .await
+    });
+    assert!(still_waiting(&mut waiter, 300).await, "lock held twice");
+    retry_until("the waiter's key gone with its lease", WAIT, || {
+        let mut c = c.clone();
+        async move { Ok((c.get(format!("exp/{short:x}"), None).await?.count() == 0).then_some(())) }
+    })
+    .await?;
+    c.unlock(held.key()).await?;
+    let e = tokio::time::timeout(WAIT, waiter)
+        .await?
+        .expect_err("a waiter without an owner key got the lock");
+    assert_eq!(
+        grpc_status(&e),
+        (tonic::Code::Unknown, "mutex: session is expired".into())
+    );
+    // The lock is free: the next owner gets it at once.
+    let next = c
+        .lock("exp", Some(LockOptions::new().with_lease(long)))
+        .await?;
+    assert_eq!(next.key(), format!("exp/{long:x}").as_bytes());
     Ok(())
 }
 

@@ -105,6 +105,19 @@ pub async fn oldest(
     Ok((r.header.unwrap_or_default(), r.kvs.into_iter().next()))
 }
 
+/// A linearizable read of `key`: the header of the read and the key, when it exists.
+pub async fn get(up: &Upstream, key: &[u8]) -> Result<(ResponseHeader, Option<KeyValue>), Error> {
+    let r = range(
+        up,
+        RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok((r.header.unwrap_or_default(), r.kvs.into_iter().next()))
+}
+
 pub async fn txn(up: &Upstream, t: TxnRequest) -> Result<TxnResponse, Error> {
     expect_result!(up.kv(Op::Txn(t)).await?, Txn)
 }

@@ -34,8 +34,14 @@ impl LockService {
             // If the caller goes away while waiting, the claim is given up.
             let guard = GiveUpOnDrop::new(up, &claim.key, claim.revision);
             let prefix = concurrency::prefix(&req.name);
-            let header = concurrency::wait_deletes(up, &prefix, claim.revision - 1).await?;
+            concurrency::wait_deletes(up, &prefix, claim.revision - 1).await?;
+            // The owner key may have gone with its lease meanwhile: then the caller does not
+            // hold the lock (etcd 3.5's answer; 3.4 reported the lock as taken).
+            let (header, held) = concurrency::get(up, &claim.key).await?;
             guard.disarm();
+            if held.is_none_or(|kv| kv.create_revision != claim.revision) {
+                return Err(Error::LockSessionExpired);
+            }
             header
         };
         Ok(LockResponse {
