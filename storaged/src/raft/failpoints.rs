@@ -4,51 +4,61 @@
 
 use std::time::Duration;
 
-/// The delay named by environment variable `var`, in milliseconds.
-fn delay_from_env(var: &str) -> Option<Duration> {
-    let ms: u64 = std::env::var(var).ok()?.parse().ok()?;
-    tracing::warn!(failpoint = var, ms, "failpoint armed");
-    Some(Duration::from_millis(ms))
+/// Whose entries a failpoint slows down.
+#[derive(Clone, Copy)]
+enum Proposer {
+    /// Entries this member proposed as leader.
+    Own,
+    /// Entries another member proposed.
+    Other,
 }
 
-/// `METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS`: the sync of entries this member appended as
-/// leader waits this long first, as on a leader with a slow disk, so followers hold entries
-/// that the leader's own log has not made durable yet.
+/// A delay before a step on some raft entries, chosen by the member that proposed them.
 #[derive(Clone, Copy)]
-pub struct SlowLeaderSync {
+pub struct EntryDelay {
     member_id: u64,
+    proposer: Proposer,
     pub delay: Duration,
 }
 
-impl SlowLeaderSync {
-    pub fn from_env(member_id: u64) -> Option<Self> {
-        let delay = delay_from_env("METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS")?;
-        Some(Self { member_id, delay })
+impl EntryDelay {
+    /// `METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS`: the sync of entries this member appended
+    /// as leader waits this long first, as on a leader with a slow disk, so followers hold
+    /// entries that the leader's own log has not made durable yet.
+    pub fn leader_sync(member_id: u64) -> Option<Self> {
+        Self::from_env(
+            "METASTORE_FAILPOINT_LEADER_SYNC_DELAY_MS",
+            member_id,
+            Proposer::Own,
+        )
     }
 
-    /// Whether an entry proposed by `leader` is this member's own.
-    pub fn own(&self, leader: u64) -> bool {
-        leader == self.member_id
-    }
-}
-
-/// `METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS`: entries another member proposed are applied
-/// this long after they arrive, as on a follower that is always a little behind: its store
-/// lags what clients were already told.
-#[derive(Clone, Copy)]
-pub struct SlowFollowerApply {
-    member_id: u64,
-    pub delay: Duration,
-}
-
-impl SlowFollowerApply {
-    pub fn from_env(member_id: u64) -> Option<Self> {
-        let delay = delay_from_env("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS")?;
-        Some(Self { member_id, delay })
+    /// `METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS`: entries another member proposed are
+    /// applied this long after they arrive, as on a follower that is always a little behind:
+    /// its store lags what clients were already told.
+    pub fn follower_apply(member_id: u64) -> Option<Self> {
+        Self::from_env(
+            "METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS",
+            member_id,
+            Proposer::Other,
+        )
     }
 
-    /// Whether an entry proposed by `leader` comes from another member.
-    pub fn foreign(&self, leader: u64) -> bool {
-        leader != self.member_id
+    fn from_env(var: &str, member_id: u64, proposer: Proposer) -> Option<Self> {
+        let ms: u64 = std::env::var(var).ok()?.parse().ok()?;
+        tracing::warn!(failpoint = var, ms, "failpoint armed");
+        Some(Self {
+            member_id,
+            proposer,
+            delay: Duration::from_millis(ms),
+        })
+    }
+
+    /// Whether the delay applies to an entry proposed by member `leader`.
+    pub fn applies(&self, leader: u64) -> bool {
+        match self.proposer {
+            Proposer::Own => leader == self.member_id,
+            Proposer::Other => leader != self.member_id,
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! blocking thread before openraft is told they are flushed. Appends that arrive while a sync
 //! runs are covered by the next one, so many proposals share one fsync (group commit).
 
-use super::failpoints::SlowLeaderSync;
+use super::failpoints::EntryDelay;
 use super::{LogId, TypeConfig, codec};
 use crate::engine::LogBackend;
 use openraft::OptionalSend;
@@ -26,7 +26,7 @@ const COMMITTED: &str = "committed";
 pub struct LogStore {
     backend: Arc<dyn LogBackend>,
     syncer: Arc<Syncer>,
-    slow_leader_sync: Option<SlowLeaderSync>,
+    slow_leader_sync: Option<EntryDelay>,
 }
 
 /// Group commit: appends are numbered; a sync makes every append made before it durable, so
@@ -64,7 +64,7 @@ impl LogStore {
 
     /// Arms the failpoints named in the environment for member `member_id`.
     pub fn with_failpoints(mut self, member_id: u64) -> Self {
-        self.slow_leader_sync = SlowLeaderSync::from_env(member_id);
+        self.slow_leader_sync = EntryDelay::leader_sync(member_id);
         self
     }
 
@@ -163,7 +163,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut own = false;
         for entry in entries {
             let leader = entry.log_id().committed_leader_id().node_id;
-            own |= self.slow_leader_sync.is_some_and(|f| f.own(leader));
+            own |= self.slow_leader_sync.is_some_and(|f| f.applies(leader));
             batch.push((entry.index(), codec::encode(&entry)?));
         }
         self.backend.append(batch)?;

@@ -6,7 +6,7 @@
 //! data dir and streamed back into the store when installed; the memory engine starts from
 //! that file and replays the log after it.
 
-use super::failpoints::SlowFollowerApply;
+use super::failpoints::EntryDelay;
 use super::snapshot_blob::SnapshotBlob;
 use super::snapshot_file::{NewSnapshot, SnapshotFile};
 use super::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, codec};
@@ -33,7 +33,7 @@ pub struct StateMachineStore {
     machine: StateMachine,
     applied: AppliedState,
     file: SnapshotFile,
-    slow_follower_apply: Option<SlowFollowerApply>,
+    slow_follower_apply: Option<EntryDelay>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -145,7 +145,7 @@ impl StateMachineStore {
 
     /// Arms the failpoints named in the environment for member `member_id`.
     pub fn with_failpoints(mut self, member_id: u64) -> Self {
-        self.slow_follower_apply = SlowFollowerApply::from_env(member_id);
+        self.slow_follower_apply = EntryDelay::follower_apply(member_id);
         self
     }
 
@@ -240,7 +240,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             if let Some(f) = self.slow_follower_apply
-                && f.foreign(entry.log_id().committed_leader_id().node_id)
+                && f.applies(entry.log_id().committed_leader_id().node_id)
             {
                 tokio::time::sleep(f.delay).await;
             }
