@@ -40,6 +40,10 @@ pub enum Error {
     LearnerUnsupported,
     NotEnoughStarted,
     Unhealthy,
+    /// A NOSPACE alarm is active and the request would add data.
+    NoSpace,
+    /// A CORRUPT alarm is active.
+    CorruptCluster,
     /// Proclaim by a candidate whose key is gone or was created anew.
     ElectionNotLeader,
     /// Leader asked of an election nobody campaigns in.
@@ -139,6 +143,11 @@ impl Error {
             ),
             Error::Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
             // Outside etcd's table: sent as code Unknown with the raw text, as etcd does.
+            Error::NoSpace => (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            Error::CorruptCluster => (Code::DataLoss, "etcdserver: corrupt cluster"),
             Error::ElectionNotLeader => (Code::Unknown, "election: not leader"),
             Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
             Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
@@ -223,6 +232,8 @@ impl Error {
             ErrorCode::InvalidSortOption => Error::InvalidSortOption,
             ErrorCode::RequestTooLarge => Error::RequestTooLarge,
             ErrorCode::OutcomeUnknown => Error::TimeoutLeaderFail,
+            ErrorCode::NoSpace => Error::NoSpace,
+            ErrorCode::Corrupt => Error::CorruptCluster,
             // Applied by an earlier attempt whose answer was lost: as unknown to the client.
             ErrorCode::DuplicateRequest => Error::Timeout,
             // A request the gateway's own checks should have refused, a storage failure, or a
@@ -380,6 +391,8 @@ mod tests {
         NotEnoughStarted => FailedPrecondition,
             "etcdserver: re-configuration failed due to not enough started members";
         Unhealthy => Unavailable, "etcdserver: unhealthy cluster";
+        NoSpace => ResourceExhausted, "etcdserver: mvcc: database space exceeded";
+        CorruptCluster => DataLoss, "etcdserver: corrupt cluster";
         ElectionNotLeader => Unknown, "election: not leader";
         ElectionNoLeader => Unknown, "election: no leader";
         LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
@@ -434,6 +447,8 @@ mod tests {
             ErrorCode::RequestTooLarge => Error::RequestTooLarge,
             ErrorCode::OutcomeUnknown => Error::TimeoutLeaderFail,
             ErrorCode::DuplicateRequest => Error::Timeout,
+            ErrorCode::NoSpace => Error::NoSpace,
+            ErrorCode::Corrupt => Error::CorruptCluster,
             ErrorCode::Unspecified | ErrorCode::InvalidRequest | ErrorCode::StorageFailure => {
                 return None;
             }
@@ -466,7 +481,7 @@ mod tests {
             }
         }
         // Every named code was seen (the values are dense from 0).
-        assert_eq!(walked, ErrorCode::DuplicateRequest as usize + 1);
+        assert_eq!(walked, ErrorCode::Corrupt as usize + 1);
     }
 
     /// Lock and Election answers: every etcd error keeps its text and is sent as Unknown;

@@ -2,6 +2,7 @@
 
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_proto::etcdserverpb::TxnRequest;
+use metastore_proto::etcdserverpb::alarm_request::AlarmAction;
 use metastore_proto::etcdserverpb::request_op::Request;
 
 /// Whether a request changes the store.
@@ -69,6 +70,9 @@ pub fn classify(op: &Op) -> Class {
         // A grant with a chosen id fails the second time; without one it makes a new lease.
         Op::LeaseGrant(_) | Op::LeaseRevoke(_) => Class::WRITE,
         Op::LeaseTimeToLive(_) | Op::LeaseLeases(_) => Class::LEADER_READ,
+        Op::Alarm(a) if a.action == AlarmAction::Get as i32 => Class::LEADER_READ,
+        // Clearing an alarm twice answers differently the second time.
+        Op::Alarm(_) => Class::WRITE,
     }
 }
 

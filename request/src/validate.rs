@@ -81,7 +81,8 @@ pub fn op(op: &Op, limits: &Limits) -> Result<(), Invalid> {
         | Op::LeaseGrant(_)
         | Op::LeaseRevoke(_)
         | Op::LeaseTimeToLive(_)
-        | Op::LeaseLeases(_) => Ok(()),
+        | Op::LeaseLeases(_)
+        | Op::Alarm(_) => Ok(()),
     }
 }
 

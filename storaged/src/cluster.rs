@@ -352,10 +352,18 @@ pub fn status(node: &Node) -> StatusResponse {
         raft_index: metrics.last_log_index.unwrap_or(0),
         raft_term: metrics.current_term,
         raft_applied_index: metrics.last_applied.map(|l| l.index()).unwrap_or(0),
-        errors: Vec::new(),
+        errors: alarm_texts(node),
         db_size_in_use: size,
         is_learner,
         ..Default::default()
+    }
+}
+
+/// Status `errors`: every active alarm in etcd's text form.
+fn alarm_texts(node: &Node) -> Vec<String> {
+    match crate::alarms::Alarms::load(node.store()) {
+        Ok(a) => a.list(0).iter().map(crate::alarms::status_text).collect(),
+        Err(e) => vec![format!("reading alarms: {e}")],
     }
 }
 

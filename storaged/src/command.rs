@@ -3,7 +3,7 @@
 
 use metastore_internal_proto::storage::{GatewayInfo, RaftCommand, RequestOrigin};
 use metastore_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest,
+    AlarmRequest, CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest,
 };
 use metastore_proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest,
@@ -40,6 +40,8 @@ pub enum Command {
     MemberStarted {
         member_id: u64,
     },
+    /// An alarm raised or cleared (see [`crate::alarms`]).
+    Alarm(AlarmRequest),
 }
 
 impl std::fmt::Display for Command {
@@ -66,6 +68,11 @@ impl std::fmt::Display for Command {
             } => write!(f, "gateway {client_urls:?} prefers {member_id:x}"),
             Command::WithdrawGateway { client_urls } => write!(f, "gateway {client_urls:?} gone"),
             Command::MemberStarted { member_id } => write!(f, "member {member_id:x} started"),
+            Command::Alarm(a) => write!(
+                f,
+                "alarm action {} type {} member {:x}",
+                a.action, a.alarm, a.member_id
+            ),
         }
     }
 }
@@ -123,7 +130,8 @@ impl Proposal {
             }
             Command::LeaseGrant { .. }
             | Command::LeaseRevoke { .. }
-            | Command::MemberStarted { .. } => 24,
+            | Command::MemberStarted { .. }
+            | Command::Alarm(_) => 24,
         }
     }
 
@@ -179,6 +187,7 @@ impl Command {
                 client_urls: client_urls.clone(),
             }),
             Command::MemberStarted { member_id } => C::MemberStarted(*member_id),
+            Command::Alarm(a) => C::Alarm(*a),
         };
         RaftCommand {
             command: Some(command),
@@ -212,6 +221,7 @@ impl Command {
                 client_urls: g.client_urls,
             },
             Some(C::MemberStarted(member_id)) => Command::MemberStarted { member_id },
+            Some(C::Alarm(a)) => Command::Alarm(a),
             None => return Err("empty raft command".to_string()),
         })
     }

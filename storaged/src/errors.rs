@@ -42,6 +42,8 @@ fn mvcc_code(e: &MvccError) -> ErrorCode {
             Invalid::EmptyOp => ErrorCode::KeyNotFound,
         },
         MvccError::Duplicate => ErrorCode::DuplicateRequest,
+        MvccError::NoSpace => ErrorCode::NoSpace,
+        MvccError::CorruptAlarm => ErrorCode::Corrupt,
         MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
     }
 }

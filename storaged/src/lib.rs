@@ -14,7 +14,8 @@
 //! - [`raft`]: the openraft member: log store, state machine adapter, snapshots, peer RPC.
 //! - [`state_machine`]: applies [`command`]s in log order, recording the applied log id
 //!   atomically with the data; [`dedup`] applies a gateway's retried write once;
-//!   [`publication`] holds the metadata records (published gateways, members that ran).
+//!   [`publication`] holds the metadata records (published gateways, members that ran);
+//!   [`alarms`] the active alarms and the writes they refuse.
 //! - [`mvcc`]: etcd's revisioned key-value model, independent of the engine.
 //! - [`watch`]: the watch hub: live fan-out of committed changes, history catch-up.
 //! - [`engine`]: ordered key-value backends (`memory`, `rocksdb`) behind small traits.
@@ -22,6 +23,7 @@
 //! Beside them: [`identity`] derives member and cluster ids; [`bootstrap`] asks the other
 //! members before a data dir is created (a joining member's cluster id, no second bootstrap).
 
+pub mod alarms;
 pub mod bootstrap;
 pub mod cluster;
 pub mod command;

@@ -6,6 +6,7 @@
 //! leader (writes, linearizable reads, lease bookkeeping) fails here with
 //! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
+use crate::alarms::Alarms;
 use crate::command::{Command, Proposal};
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
@@ -13,9 +14,9 @@ use crate::mvcc::{self, MvccError, Store};
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
 use metastore_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    AlarmMember, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse,
+    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -217,6 +218,13 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(())
+    }
+
+    /// The active alarms of type `alarm` (every alarm for NONE), as of a linearizable read.
+    pub async fn alarms(&self, alarm: i32) -> Result<Vec<AlarmMember>, NodeError> {
+        self.linearize().await?;
+        let store = self.store.clone();
+        blocking(move || Ok(Alarms::load(&store)?.list(alarm))).await
     }
 
     pub async fn range(

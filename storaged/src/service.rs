@@ -27,7 +27,9 @@ use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, RenewBatch,
     RenewReply, RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
-use metastore_proto::etcdserverpb::{DefragmentResponse, HashKvRequest, MoveLeaderResponse};
+use metastore_proto::etcdserverpb::{
+    AlarmResponse, DefragmentResponse, HashKvRequest, MoveLeaderResponse, ResponseHeader,
+};
 use metastore_request::{Limits, classify, validate};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -85,6 +87,22 @@ impl StorageService {
             Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
             Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r).await?),
             Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases().await?),
+            Op::Alarm(r) => {
+                let alarms = if class.is_write() {
+                    match node.write(write(Command::Alarm(r))).await? {
+                        Applied::Alarm(listed) => listed,
+                        other => return Ok(applied(other)),
+                    }
+                } else {
+                    node.alarms(r.alarm).await?
+                };
+                // etcd 3.5 fills the header (3.4 sends none).
+                let header = Some(ResponseHeader {
+                    revision: node.store().current_revision(),
+                    ..Default::default()
+                });
+                KvResult::Alarm(AlarmResponse { header, alarms })
+            }
         })
     }
 
@@ -119,6 +137,10 @@ fn applied(a: Applied) -> KvResult {
         Applied::DeleteRange(r) => KvResult::DeleteRange(r),
         Applied::Txn(r) => KvResult::Txn(r),
         Applied::Compact(r) => KvResult::Compact(r),
+        Applied::Alarm(alarms) => KvResult::Alarm(AlarmResponse {
+            header: None,
+            alarms,
+        }),
         Applied::Recorded => KvResult::Error(StorageError {
             code: ErrorCode::StorageFailure as i32,
             detail: "cluster metadata change reached the KV path".into(),

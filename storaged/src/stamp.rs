@@ -69,6 +69,7 @@ impl Headed for KvResult {
             KvResult::LeaseRevoke(x) => &mut x.header,
             KvResult::LeaseTimeToLive(x) => &mut x.header,
             KvResult::LeaseLeases(x) => &mut x.header,
+            KvResult::Alarm(x) => &mut x.header,
             KvResult::Error(_) => return None,
         })
     }

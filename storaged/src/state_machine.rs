@@ -9,12 +9,13 @@
 //! still consumes its index, identically on every member. Only an engine failure is fatal.
 //! A client request applied once is never applied again ([`crate::dedup`]).
 
+use crate::alarms::{self, Alarms};
 use crate::command::{Command, Origin, Proposal};
 use crate::dedup::Dedup;
 use crate::mvcc::KvView as _;
 use crate::mvcc::{MvccError, Store, WriteTxn};
 use metastore_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    AlarmMember, CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
 };
 use metastore_request::{Limits, validate};
 use parking_lot::Mutex;
@@ -33,23 +34,32 @@ pub enum Applied {
     },
     /// Cluster metadata was recorded (no revision is taken).
     Recorded,
+    /// An alarm was raised or cleared: the alarms the answer lists.
+    Alarm(Vec<AlarmMember>),
 }
 
 pub struct StateMachine {
     store: Arc<Store>,
     dedup: Mutex<Dedup>,
+    alarms: Mutex<Alarms>,
 }
 
 impl StateMachine {
     pub fn new(store: Arc<Store>) -> Result<Self, MvccError> {
         let dedup = Mutex::new(load_dedup(&store)?);
-        Ok(Self { store, dedup })
+        let alarms = Mutex::new(Alarms::load(&store)?);
+        Ok(Self {
+            store,
+            dedup,
+            alarms,
+        })
     }
 
     /// Reloads what the state machine keeps beside the store after the store's whole content
     /// was replaced (a snapshot was installed).
     pub fn reload(&self) -> Result<(), MvccError> {
         *self.dedup.lock() = load_dedup(&self.store)?;
+        *self.alarms.lock() = Alarms::load(&self.store)?;
         Ok(())
     }
 
@@ -76,16 +86,17 @@ impl StateMachine {
         proposal: &Proposal,
     ) -> Result<Result<Applied, MvccError>, MvccError> {
         let mut dedup = self.dedup.lock();
+        let mut alarms = self.alarms.lock();
         self.store.apply_entry(index, raft_state, |w| {
             if let Some(origin) = proposal.origin {
                 if dedup.seen(origin) {
                     return Err(MvccError::Duplicate);
                 }
-                let applied = execute(w, &proposal.command)?;
+                let applied = execute(w, &mut alarms, &proposal.command)?;
                 remember(w, &mut dedup, origin, index);
                 return Ok(applied);
             }
-            execute(w, &proposal.command)
+            execute(w, &mut alarms, &proposal.command)
         })
     }
 }
@@ -116,8 +127,11 @@ fn check(cmd: &Command) -> Result<(), MvccError> {
 }
 
 /// Runs one command inside the entry's write transaction.
-fn execute(w: &mut WriteTxn<'_>, cmd: &Command) -> Result<Applied, MvccError> {
+fn execute(w: &mut WriteTxn<'_>, alarms: &mut Alarms, cmd: &Command) -> Result<Applied, MvccError> {
     check(cmd)?;
+    if let Some(refused) = alarms.refusal(cmd) {
+        return Err(refused);
+    }
     match cmd {
         Command::Put(r) => w.apply_put(r).map(Applied::Put),
         Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
@@ -152,6 +166,15 @@ fn execute(w: &mut WriteTxn<'_>, cmd: &Command) -> Result<Applied, MvccError> {
         Command::MemberStarted { member_id } => {
             w.put_meta(crate::publication::started_key(*member_id), vec![1]);
             Ok(Applied::Recorded)
+        }
+        Command::Alarm(r) => {
+            let (listed, change) = alarms.apply(r);
+            match change {
+                Some(alarms::Change::Put(k)) => w.put_meta(k, Vec::new()),
+                Some(alarms::Change::Delete(k)) => w.delete_meta(k),
+                None => {}
+            }
+            Ok(Applied::Alarm(listed))
         }
     }
 }

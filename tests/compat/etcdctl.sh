@@ -148,6 +148,8 @@ check compaction-future --expect 'future revision' -- compaction 100000
 check get-all-after-compaction -- get "" --prefix -w json
 check defrag --expect 'Finished defragmenting' -- defrag
 check get-all-after-defrag -- get "" --prefix -w json
+check alarm-list-none -- alarm list
+check alarm-disarm-none -- alarm disarm
 check_watch watch-compacted-rev "" -- watch foo --rev=2
 check endpoint-health-shape --expect 'is healthy' -- endpoint health
 # Endpoints given as URLs: etcdctl 3.4 then sends the whole URL as the HTTP/2 authority.

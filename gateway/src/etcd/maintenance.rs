@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::upstream::Upstream;
+use metastore_internal_proto::storage::kv_request::Op;
 use metastore_proto::etcdserverpb::maintenance_server::Maintenance;
 use metastore_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
@@ -28,20 +29,15 @@ fn unsupported(what: &'static str) -> Status {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    /// No alarm is ever raised yet, so the list is empty; raising or clearing is refused.
+    /// GET lists the active alarms (all, or of one type); ACTIVATE and DEACTIVATE raise or
+    /// clear one member's alarm through raft, for the whole cluster.
     async fn alarm(
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        if request.into_inner().action != 0 {
-            return Err(unsupported("activating or deactivating alarms"));
-        }
-        let status = self.upstream.status().await?;
-        let header = status.status.and_then(|s| s.header);
-        Ok(Response::new(AlarmResponse {
-            header,
-            alarms: Vec::new(),
-        }))
+        let op = Op::Alarm(request.into_inner());
+        let r = expect_result!(self.upstream.kv(op).await?, Alarm)?;
+        Ok(Response::new(r))
     }
 
     async fn status(

@@ -24,6 +24,12 @@ pub enum MvccError {
     /// The request was applied before under the same origin; it is not applied again.
     #[error("request already applied")]
     Duplicate,
+    /// A NOSPACE alarm is active and the write would add data.
+    #[error("database space exceeded")]
+    NoSpace,
+    /// A CORRUPT alarm is active.
+    #[error("corrupt cluster")]
+    CorruptAlarm,
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error(transparent)]
