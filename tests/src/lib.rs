@@ -195,6 +195,18 @@ pub fn stream_of<T>(items: Vec<T>) -> RequestStream<T> {
     RequestStream(rx)
 }
 
+/// Asserts that `got` holds the same answers as `reference` (a real etcd's), step by step.
+pub fn assert_same_answers<T: PartialEq + std::fmt::Debug>(
+    case: impl std::fmt::Display,
+    reference: &[T],
+    got: &[T],
+) {
+    for (i, (want, got)) in reference.iter().zip(got).enumerate() {
+        assert_eq!(got, want, "{case}: step {i} differs");
+    }
+    assert_eq!(got.len(), reference.len(), "{case}: number of steps");
+}
+
 /// Code and message of a failed `etcd-client` call (what etcd clients match on).
 pub fn grpc_status(e: &etcd_client::Error) -> (tonic::Code, String) {
     match e {

@@ -12,7 +12,9 @@ use metastore_proto::etcdserverpb::{
     AlarmRequest, AlarmType, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
     PutRequest, RangeRequest, RequestOp, ResponseHeader, StatusRequest, TxnRequest,
 };
-use metastore_tests::{Deployment, Etcd, KvClient, channel, matrix, retry_until};
+use metastore_tests::{
+    Deployment, Etcd, KvClient, assert_same_answers, channel, matrix, retry_until,
+};
 use std::fmt::Debug;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -27,10 +29,7 @@ async fn alarms_match_real_etcd(d: Deployment) -> Result<()> {
     let reference = conversation(&etcd.endpoint()).await?;
     d.ready().await?;
     let got = conversation(&d.endpoint()).await?;
-    for (i, (want, got)) in reference.iter().zip(&got).enumerate() {
-        assert_eq!(got, want, "{}: step {i} differs", d.case);
-    }
-    assert_eq!(got.len(), reference.len());
+    assert_same_answers(d.case, &reference, &got);
     Ok(())
 }
 

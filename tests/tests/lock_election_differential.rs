@@ -12,7 +12,7 @@ use metastore_proto::v3electionpb::{
 };
 use metastore_proto::v3lockpb::lock_client::LockClient;
 use metastore_proto::v3lockpb::{LockRequest, UnlockRequest};
-use metastore_tests::{Deployment, Etcd, KvClient, channel, matrix};
+use metastore_tests::{Deployment, Etcd, KvClient, assert_same_answers, channel, matrix};
 use std::fmt::Debug;
 
 matrix!(lock_election_conversation_matches_real_etcd);
@@ -22,10 +22,7 @@ async fn lock_election_conversation_matches_real_etcd(d: Deployment) -> Result<(
     let reference = conversation(&etcd.endpoint()).await?;
     d.ready().await?;
     let got = conversation(&d.endpoint()).await?;
-    for (i, (want, got)) in reference.iter().zip(&got).enumerate() {
-        assert_eq!(got, want, "{}: step {i} differs", d.case);
-    }
-    assert_eq!(got.len(), reference.len());
+    assert_same_answers(d.case, &reference, &got);
     Ok(())
 }
 
