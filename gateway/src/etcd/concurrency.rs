@@ -4,10 +4,10 @@
 //! keys are plain etcd keys any client can read and watch; nothing is held beyond a request.
 
 use crate::error::Error;
-use crate::upstream::Upstream;
-use metastore_internal_proto::storage::WatchStart;
+use crate::upstream::{Upstream, UpstreamWatch};
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
+use metastore_internal_proto::storage::{WatchEvents, WatchStart};
 use metastore_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use metastore_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use metastore_proto::etcdserverpb::request_op::Request as RequestKind;
@@ -26,7 +26,7 @@ use tonic::{Response, Status};
 pub const SESSION_TTL: i64 = 60;
 
 /// Pause before looking again when a watch ended without telling anything.
-pub const LOST_WATCH_PAUSE: Duration = Duration::from_millis(50);
+const LOST_WATCH_PAUSE: Duration = Duration::from_millis(50);
 
 /// The answer of a Lock or Election call, errors as etcd sends them from these services
 /// ([`Error::to_status_via_client`]).
@@ -224,22 +224,30 @@ async fn wait_delete(up: &Upstream, key: &[u8], from: i64) -> Result<(), Error> 
         ..Default::default()
     };
     let (mut watch, _) = up.open_watch(start).await?;
+    while let Some(e) = next_events(&mut watch).await {
+        if e.events
+            .iter()
+            .any(|ev| ev.r#type == EventType::Delete as i32)
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The next events of `watch`; `None` once it ended or its revisions were compacted (after
+/// a short pause when it just ended), so the caller reads the keys again.
+pub async fn next_events(watch: &mut UpstreamWatch) -> Option<WatchEvents> {
     loop {
         match watch.message().await {
             Ok(Some(m)) => match m.kind {
-                Some(Kind::Events(e))
-                    if e.events
-                        .iter()
-                        .any(|ev| ev.r#type == EventType::Delete as i32) =>
-                {
-                    return Ok(());
-                }
-                Some(Kind::Compacted(_)) => return Ok(()),
+                Some(Kind::Events(e)) => return Some(e),
+                Some(Kind::Compacted(_)) => return None,
                 _ => {}
             },
             Ok(None) | Err(_) => {
                 tokio::time::sleep(LOST_WATCH_PAUSE).await;
-                return Ok(());
+                return None;
             }
         }
     }

@@ -7,7 +7,6 @@ use super::concurrency::{self, GiveUpOnDrop, answer};
 use crate::error::Error;
 use crate::upstream::Upstream;
 use metastore_internal_proto::storage::WatchStart;
-use metastore_internal_proto::storage::watch_upstream_response::Kind;
 use metastore_proto::etcdserverpb::request_op::Request as RequestKind;
 use metastore_proto::etcdserverpb::{PutRequest, RequestOp, ResponseHeader, TxnRequest};
 use metastore_proto::mvccpb::KeyValue;
@@ -213,10 +212,6 @@ async fn send(
     tx.send(Ok(r)).await.is_ok()
 }
 
-async fn open(up: &Upstream, start: WatchStart) -> Result<crate::upstream::UpstreamWatch, Error> {
-    Ok(up.open_watch(start).await?.0)
-}
-
 /// What a watch step of [`observe`] ended with.
 enum Next {
     /// A candidate appeared (header of its event, its key).
@@ -240,25 +235,16 @@ async fn first_put(
         start_revision: from,
         prev_kv: false,
     };
-    let mut watch = open(up, start).await?;
+    let (mut watch, _) = up.open_watch(start).await?;
     loop {
         tokio::select! {
-            m = watch.message() => match m {
-                Ok(Some(m)) => match m.kind {
-                    Some(Kind::Events(e)) => {
-                        let put = e.events.into_iter().find(|ev| ev.r#type == EventType::Put as i32);
-                        if let Some(kv) = put.and_then(|ev| ev.kv) {
-                            return Ok(Next::Found(e.header.unwrap_or_default(), kv));
-                        }
-                    }
-                    Some(Kind::Compacted(_)) => return Ok(Next::Again),
-                    _ => {}
-                },
-                Ok(None) | Err(_) => {
-                    tokio::time::sleep(concurrency::LOST_WATCH_PAUSE).await;
-                    return Ok(Next::Again);
+            e = concurrency::next_events(&mut watch) => {
+                let Some(e) = e else { return Ok(Next::Again) };
+                let put = e.events.into_iter().find(|ev| ev.r#type == EventType::Put as i32);
+                if let Some(kv) = put.and_then(|ev| ev.kv) {
+                    return Ok(Next::Found(e.header.unwrap_or_default(), kv));
                 }
-            },
+            }
             _ = tx.closed() => return Ok(Next::Left),
         }
     }
@@ -278,33 +264,24 @@ async fn follow(
         start_revision: from,
         ..Default::default()
     };
-    let mut watch = open(up, start).await?;
+    let (mut watch, _) = up.open_watch(start).await?;
     loop {
         tokio::select! {
-            m = watch.message() => match m {
-                Ok(Some(m)) => match m.kind {
-                    Some(Kind::Events(e)) => {
-                        let header = e.header.unwrap_or_default();
-                        for ev in e.events {
-                            if ev.r#type == EventType::Delete as i32 {
-                                return Ok(Next::Again);
-                            }
-                            if let Some(kv) = ev.kv {
-                                *last = Some((kv.key.clone(), kv.mod_revision));
-                                if !send(tx, header, kv).await {
-                                    return Ok(Next::Left);
-                                }
-                            }
+            e = concurrency::next_events(&mut watch) => {
+                let Some(e) = e else { return Ok(Next::Again) };
+                let header = e.header.unwrap_or_default();
+                for ev in e.events {
+                    if ev.r#type == EventType::Delete as i32 {
+                        return Ok(Next::Again);
+                    }
+                    if let Some(kv) = ev.kv {
+                        *last = Some((kv.key.clone(), kv.mod_revision));
+                        if !send(tx, header, kv).await {
+                            return Ok(Next::Left);
                         }
                     }
-                    Some(Kind::Compacted(_)) => return Ok(Next::Again),
-                    _ => {}
-                },
-                Ok(None) | Err(_) => {
-                    tokio::time::sleep(concurrency::LOST_WATCH_PAUSE).await;
-                    return Ok(Next::Again);
                 }
-            },
+            }
             _ = tx.closed() => return Ok(Next::Left),
         }
     }
