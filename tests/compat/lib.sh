@@ -4,7 +4,31 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# port: a port nobody listens on now, never handed out twice by this script. Ports come from below
+# Linux's ephemeral range (32768 and up): a port-0 pick there can repeat, and an outgoing
+# connection (a member dialing its peers) can take it before the server meant for it binds.
+echo $(( 10000 + (RANDOM * 7 + $$) % 22000 )) >"$WORK/next-port"
+port() {
+  python3 - "$WORK/next-port" <<'PY'
+import socket, sys
+path = sys.argv[1]
+n = int(open(path).read())
+for _ in range(22000):
+    candidate, n = n, 10000 + (n - 10000 + 1) % 22000
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", candidate))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    open(path, "w").write(str(n))
+    print(candidate)
+    break
+else:
+    sys.exit("no free port below the ephemeral range")
+PY
+}
 wait_port() {
   for _ in $(seq 1 300); do
     (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0

@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{MemberInfoRequest, StatusRequest};
 use metastore_proto::etcdserverpb::HashKvRequest;
+use metastore_tests::free_port;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -72,10 +72,6 @@ pub struct Cluster {
     /// Environment of every storaged process (failpoints).
     storaged_env: Vec<(String, String)>,
     pub election_timeout_ms: u64,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn log_file(dir: &Path, name: &str, what: &str) -> Result<(Stdio, Stdio)> {
