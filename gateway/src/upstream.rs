@@ -25,11 +25,12 @@ use metastore_internal_proto::storage::watch_upstream_response::Kind as WatchKin
 use metastore_internal_proto::storage::{
     ClusterRequest, Consistency, DefragmentAsk, ErrorCode, GatewayInfo, KvRequest,
     MemberInfoRequest, MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
-    RenewReply, RequestContext, StatusRequest, StatusResponse, StorageError, WatchProgressAsk,
-    WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
+    RenewReply, RequestContext, SnapshotAsk, StatusRequest, StatusResponse, StorageError,
+    WatchProgressAsk, WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{
     DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderResponse, ResponseHeader,
+    SnapshotResponse,
 };
 use metastore_request::classify;
 use std::sync::Arc;
@@ -416,6 +417,23 @@ impl Upstream {
         reply
             .response
             .ok_or_else(|| Error::Internal("empty defragment response".into()))
+    }
+
+    /// Opens a snapshot stream from the preferred member (on the connection without a
+    /// deadline: a large store takes a while to send).
+    pub async fn snapshot(&self) -> Result<Streaming<SnapshotResponse>, Error> {
+        let n = self.members.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for step in 0..n {
+            let mut client = self.members[(start + step) % n].streams.clone();
+            match client.snapshot(SnapshotAsk {}).await {
+                Ok(stream) => return Ok(stream.into_inner()),
+                Err(status) if not_sent(&status) => last = Some(status),
+                Err(status) => return Err(error::from_upstream(&status)),
+            }
+        }
+        Err(last.map_or(Error::Timeout, |s| error::from_upstream(&s)))
     }
 
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse, Error> {

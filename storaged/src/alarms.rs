@@ -11,7 +11,8 @@ use metastore_proto::etcdserverpb::request_op::Request;
 use metastore_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType, TxnRequest};
 use std::collections::BTreeSet;
 
-const PREFIX: &[u8] = b"alarm/";
+/// Where alarm records live among the store's metadata.
+pub const PREFIX: &[u8] = b"alarm/";
 
 /// `alarm/`, the alarm type (4 bytes) and the member id (8 bytes), big-endian: records list
 /// by type, then member.
@@ -22,7 +23,8 @@ fn key(m: &AlarmMember) -> Vec<u8> {
     k
 }
 
-fn member_of(key: &[u8]) -> Option<AlarmMember> {
+/// The alarm a metadata record stands for.
+pub fn member_of(key: &[u8]) -> Option<AlarmMember> {
     let rest = key.strip_prefix(PREFIX)?;
     let (alarm, member) = rest.split_at_checked(4)?;
     Some(AlarmMember {

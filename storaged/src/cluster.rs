@@ -91,6 +91,18 @@ pub fn members(node: &Node) -> Vec<Member> {
     out
 }
 
+/// Every member as a snapshot records it (id, peer URLs, learner or not).
+pub fn member_records(node: &Node) -> Vec<crate::backup::etcd_db::MemberRecord> {
+    members(node)
+        .into_iter()
+        .map(|m| crate::backup::etcd_db::MemberRecord {
+            id: m.id,
+            peer_urls: m.peer_ur_ls,
+            is_learner: m.is_learner,
+        })
+        .collect()
+}
+
 pub fn member_list(node: &Node) -> MemberListResponse {
     MemberListResponse {
         header: None,
@@ -355,6 +367,7 @@ pub fn status(node: &Node) -> StatusResponse {
         errors: alarm_texts(node),
         db_size_in_use: size,
         is_learner,
+        db_size_quota: node.quota().limit() as i64,
         ..Default::default()
     }
 }

@@ -2,6 +2,7 @@
 //! environment variables, a YAML `--config` file, then defaults.
 
 use crate::engine::EngineKind;
+use crate::quota::Quota;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -69,6 +70,23 @@ pub struct Args {
     /// announcement; gateways announce every 5 s [default: 30s].
     #[arg(long, env = "METASTORE_GATEWAY_PUBLICATION_TTL")]
     pub gateway_publication_ttl: Option<String>,
+    /// Bytes the store may hold before writes that add data are refused and the NOSPACE
+    /// alarm is raised (etcd's flag): 0 is the default of 2 GiB, a negative value turns the
+    /// quota off [default: 0].
+    #[arg(
+        long,
+        env = "METASTORE_QUOTA_BACKEND_BYTES",
+        allow_hyphen_values = true
+    )]
+    pub quota_backend_bytes: Option<i64>,
+    /// Before serving, compare this member's history with its peers' (HashKV at the same
+    /// revision) and refuse to start when they differ (etcd's flag) [default: false].
+    #[arg(long, env = "METASTORE_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, default_missing_value = "true")]
+    pub experimental_initial_corrupt_check: Option<bool>,
+    /// How often the leader compares every member's history and raises the CORRUPT alarm for
+    /// members that differ, like 5m or 30s; 0 turns the check off (etcd's flag) [default: 0s].
+    #[arg(long, env = "METASTORE_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
+    pub experimental_corrupt_check_time: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -92,6 +110,10 @@ pub struct Config {
     /// Lease checkpoint interval; `None` when checkpointing is off.
     pub lease_checkpoint: Option<Duration>,
     pub gateway_publication_ttl: Duration,
+    pub quota: Quota,
+    pub initial_corrupt_check: bool,
+    /// The periodic corruption check's interval, when it is on.
+    pub corrupt_check_interval: Option<Duration>,
     pub log_level: String,
 }
 
@@ -122,6 +144,13 @@ impl Args {
             gateway_publication_ttl: self
                 .gateway_publication_ttl
                 .or(file.gateway_publication_ttl),
+            quota_backend_bytes: self.quota_backend_bytes.or(file.quota_backend_bytes),
+            experimental_initial_corrupt_check: self
+                .experimental_initial_corrupt_check
+                .or(file.experimental_initial_corrupt_check),
+            experimental_corrupt_check_time: self
+                .experimental_corrupt_check_time
+                .or(file.experimental_corrupt_check_time),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -199,7 +228,18 @@ impl Args {
                     )
                 })?,
         };
+        let corrupt_check_interval = match a.experimental_corrupt_check_time.as_deref() {
+            None => None,
+            Some(s) => {
+                let every = metastore_cli::parse_duration(s).ok_or_else(|| {
+                    format!("--experimental-corrupt-check-time {s:?}: expected a duration like 5m or 30s")
+                })?;
+                (!every.is_zero()).then_some(every)
+            }
+        };
         Ok(Config {
+            initial_corrupt_check: a.experimental_initial_corrupt_check.unwrap_or(false),
+            corrupt_check_interval,
             lease_checkpoint,
             gateway_publication_ttl,
             name,
@@ -215,6 +255,7 @@ impl Args {
             initial_cluster_token: a
                 .initial_cluster_token
                 .unwrap_or_else(|| "etcd-cluster".into()),
+            quota: Quota::from_flag(a.quota_backend_bytes.unwrap_or(0)),
             log_level: a.log_level.unwrap_or_else(|| "info".into()),
         })
     }

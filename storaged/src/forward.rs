@@ -176,7 +176,7 @@ impl Forwarder {
     }
 
     /// A storage client for `member`, reached on its peer URL.
-    fn client(&self, member: &Member) -> Result<Client, NodeError> {
+    pub fn client(&self, member: &Member) -> Result<Client, NodeError> {
         let url = member
             .peer_urls
             .first()

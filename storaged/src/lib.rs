@@ -24,10 +24,12 @@
 //! members before a data dir is created (a joining member's cluster id, no second bootstrap).
 
 pub mod alarms;
+pub mod backup;
 pub mod bootstrap;
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod corruption;
 pub mod dedup;
 pub mod duties;
 pub mod engine;
@@ -40,6 +42,7 @@ pub mod lessor;
 pub mod mvcc;
 pub mod node;
 pub mod publication;
+pub mod quota;
 pub mod raft;
 pub mod server;
 pub mod service;

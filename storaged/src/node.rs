@@ -11,12 +11,13 @@ use crate::command::{Command, Proposal};
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
+use crate::quota::Quota;
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
 use metastore_proto::etcdserverpb::{
-    AlarmMember, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse,
-    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmType, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -78,6 +79,8 @@ pub struct NodeOptions {
     pub lease_checkpoint: Option<Duration>,
     /// The raft election timeout (leases are extended by it when leadership begins).
     pub election_timeout: Duration,
+    /// The backend quota writes are checked against before they are proposed.
+    pub quota: Quota,
 }
 
 pub struct Node {
@@ -96,6 +99,7 @@ pub struct Node {
     /// leader (openraft restores a committed vote) only knows a possibly stale commit index,
     /// so it must commit an entry of its own before its read index can be trusted.
     read_ready: AtomicBool,
+    quota: Quota,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -116,6 +120,7 @@ impl Node {
             lease_extension: options.election_timeout,
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
+            quota: options.quota,
         }
     }
 
@@ -157,15 +162,49 @@ impl Node {
         }
     }
 
-    /// Proposes `proposal` and waits until it is applied here.
+    /// Proposes `proposal` and waits until it is applied here. A write that would take the
+    /// store past the quota is refused instead, and this member raises the NOSPACE alarm.
     pub async fn write(&self, proposal: impl Into<Proposal>) -> Result<Applied, NodeError> {
+        let proposal = proposal.into();
+        // Checked by the leader, which proposes (a follower's proposal is refused and sent on).
+        if self.raft.is_leader()
+            && !self
+                .quota
+                .admits(self.store.engine().size_bytes(), &proposal.command)
+        {
+            self.raise_nospace().await;
+            return Err(MvccError::NoSpace.into());
+        }
+        self.propose(proposal).await
+    }
+
+    async fn propose(&self, proposal: Proposal) -> Result<Applied, NodeError> {
         let resp = self
             .raft
-            .client_write(proposal.into())
+            .client_write(proposal)
             .await
             .map_err(write_error)?;
         self.read_ready.store(true, Ordering::Release);
         Ok(resp.data.0?)
+    }
+
+    /// Records (through raft) that this member ran out of space, as etcd does when its quota
+    /// refuses a write. Failing to record it only delays capped mode: the write is refused
+    /// either way.
+    async fn raise_nospace(&self) {
+        let alarm = Command::Alarm(AlarmRequest {
+            action: metastore_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.identity.member_id,
+            alarm: AlarmType::Nospace as i32,
+        });
+        if let Err(e) = self.propose(alarm.into()).await {
+            tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
+        }
+    }
+
+    /// The quota writes are checked against.
+    pub fn quota(&self) -> Quota {
+        self.quota
     }
 
     /// Confirms with a quorum that this member leads and that everything committed before now

@@ -57,7 +57,7 @@ async fn start_raft(
     let fresh = log.is_empty().map_err(|e| format!("raft log: {e}"))?;
     let sm = StateMachineStore::open(store, &cfg.data_dir)
         .map_err(|e| format!("state machine: {e}"))?
-        .with_failpoints(identity.member_id);
+        .with_failpoints(identity.member_id, &identity.name);
     let raft = Raft::new(
         identity.member_id,
         Arc::new(raft_config(cfg)?),
@@ -104,6 +104,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         }
     }
     let opened = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
+    crate::backup::snapshot::remove_leftovers(&cfg.data_dir);
     let identity = identity.pinned(&cfg.data_dir)?;
     let hub = Arc::new(WatchHub::new());
     let store = Arc::new(
@@ -126,20 +127,40 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         revision = store.current_revision(),
         "storaged starting"
     );
+    if cfg.quota.limit() > crate::quota::MAX_SUGGESTED_QUOTA_BYTES {
+        tracing::warn!(
+            quota_backend_bytes = cfg.quota.limit(),
+            "the quota is above the suggested maximum of 8 GiB (as etcd warns)"
+        );
+    }
     let options = NodeOptions {
         lease_checkpoint: cfg.lease_checkpoint,
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout_ms),
+        quota: cfg.quota,
     };
     let node = Arc::new(Node::new(identity, store, raft.clone(), options));
     let gateways = Arc::new(Gateways::new(node.clone(), cfg.gateway_publication_ttl));
     let forwarder = Forwarder::new(node.clone());
+    if cfg.initial_corrupt_check {
+        wait_for_membership(&node).await;
+        crate::corruption::initial_check(&node, &forwarder).await?;
+    }
+    if let Some(every) = cfg.corrupt_check_interval {
+        crate::corruption::spawn_periodic(node.clone(), forwarder.clone(), every);
+    }
     crate::duties::spawn(node.clone(), gateways.clone(), forwarder.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(metastore_internal_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    let service = Arc::new(StorageService::new(node.clone(), hub, gateways, forwarder));
+    let service = Arc::new(StorageService::new(
+        node.clone(),
+        hub,
+        gateways,
+        forwarder,
+        cfg.data_dir.clone(),
+    ));
     let storage_server = || {
         StorageServer::from_arc(service.clone())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
@@ -184,6 +205,25 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     let _ = raft.shutdown().await;
     Ok(())
+}
+
+/// Gives raft a moment to load the membership it stored (up to 2 s; a new member has none).
+async fn wait_for_membership(node: &Node) {
+    use openraft::async_runtime::WatchReceiver;
+    for _ in 0..100 {
+        let known = node
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .nodes()
+            .count();
+        if known > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn shutdown_signal() {

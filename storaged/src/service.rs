@@ -1,6 +1,7 @@
 //! The internal storage gRPC service: check the request, call the node (here or, through
 //! [`Forwarder::on_leader`], on the leader), map the error, stamp the header.
 
+use crate::backup::snapshot::SnapshotFile;
 use crate::cluster::{self, MembershipError};
 use crate::command::{Command, Origin, Proposal};
 use crate::errors::{membership_error, storage_error};
@@ -21,7 +22,8 @@ use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::{
     ClusterRequest, ClusterResponse, DefragmentAsk, DefragmentReply, HashKvReply, MoveLeaderAsk,
-    MoveLeaderReply, PublishGatewayRequest, PublishGatewayResponse, StatusRequest, StatusResponse,
+    MoveLeaderReply, PublishGatewayRequest, PublishGatewayResponse, SnapshotAsk, StatusRequest,
+    StatusResponse,
 };
 use metastore_internal_proto::storage::{
     ErrorCode, KvRequest, KvResponse, MemberInfoRequest, MemberInfoResponse, RenewBatch,
@@ -29,6 +31,7 @@ use metastore_internal_proto::storage::{
 };
 use metastore_proto::etcdserverpb::{
     AlarmResponse, DefragmentResponse, HashKvRequest, MoveLeaderResponse, ResponseHeader,
+    SnapshotResponse,
 };
 use metastore_request::{Limits, classify, validate};
 use std::pin::Pin;
@@ -44,6 +47,8 @@ pub struct StorageService {
     hub: Arc<WatchHub>,
     gateways: Arc<Gateways>,
     forwarder: Forwarder,
+    /// Where snapshot files are made before they are sent.
+    scratch_dir: std::path::PathBuf,
 }
 
 impl StorageService {
@@ -52,12 +57,14 @@ impl StorageService {
         hub: Arc<WatchHub>,
         gateways: Arc<Gateways>,
         forwarder: Forwarder,
+        scratch_dir: std::path::PathBuf,
     ) -> Self {
         Self {
             node,
             hub,
             gateways,
             forwarder,
+            scratch_dir,
         }
     }
 
@@ -328,6 +335,33 @@ impl Storage for StorageService {
                 error: Some(storage_error(&e.into())),
             },
         }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
+
+    /// This member's store as an etcd database: made in a scratch file from one consistent
+    /// view (writes go on), then sent in chunks and followed by its SHA-256.
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotAsk>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let (node, dir) = (self.node.clone(), self.scratch_dir.clone());
+        let members = cluster::member_records(&node);
+        let file = tokio::task::spawn_blocking(move || {
+            SnapshotFile::make(node.store(), &members, cluster::SERVER_VERSION, &dir)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("making the snapshot: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let sent = file.stream(&mut |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+            if let Err(e) = sent {
+                let _ =
+                    tx.blocking_send(Err(Status::internal(format!("sending the snapshot: {e}"))));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     /// Reclaims unused engine space on this member; reads and writes go on meanwhile.

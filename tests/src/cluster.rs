@@ -133,6 +133,20 @@ impl Cluster {
         }
     }
 
+    /// Defragments member `i` (on its storage port) and answers its size after.
+    pub async fn defragment_member(&self, i: usize) -> Result<i64> {
+        use metastore_internal_proto::storage::storage_client::StorageClient;
+        use metastore_internal_proto::storage::{DefragmentAsk, StatusRequest};
+        let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
+        let mut client = StorageClient::connect(url).await?;
+        let reply = client.defragment(DefragmentAsk {}).await?.into_inner();
+        if let Some(e) = reply.error {
+            bail!("member {i}: defragment failed: {e:?}");
+        }
+        let status = client.status(StatusRequest {}).await?.into_inner();
+        Ok(status.status.map_or(0, |s| s.db_size))
+    }
+
     /// Whether member `i` has member `id` recorded as having run (asked on its storage port).
     pub async fn member_knows_started(&self, i: usize, id: u64) -> Result<bool> {
         use metastore_internal_proto::storage::MemberInfoRequest;

@@ -69,8 +69,13 @@ impl Deployment {
 
     /// Like [`Deployment::start`], with extra gateway flags.
     pub fn start_with(case: Case, gateway_args: &[&str]) -> Result<Self> {
-        let cluster =
-            Cluster::start_with(case.engine, case.topology.members(), 1, &[], gateway_args)?;
+        Self::start_args(case, &[], gateway_args)
+    }
+
+    /// Like [`Deployment::start`], with extra storaged and gateway flags.
+    pub fn start_args(case: Case, storaged_args: &[&str], gateway_args: &[&str]) -> Result<Self> {
+        let members = case.topology.members();
+        let cluster = Cluster::start_with(case.engine, members, 1, storaged_args, gateway_args)?;
         Ok(Self { case, cluster })
     }
 
@@ -120,14 +125,19 @@ impl Deployment {
 /// Generates one test per [`Case`] for each named test body, an
 /// `async fn(Deployment) -> anyhow::Result<()>`: `matrix!(put_get);` gives the tests
 /// `put_get::memory_one`, `put_get::rocksdb_one`, `put_get::memory_three` and
-/// `put_get::rocksdb_three`.
+/// `put_get::rocksdb_three`. `matrix!(storaged_args = ["--flag", "value"]; name)` starts
+/// every member with those flags.
 #[macro_export]
 macro_rules! matrix {
-    ($($name:ident),+ $(,)?) => {$(
+    ($($name:ident),+ $(,)?) => {
+        $crate::matrix!(storaged_args = []; $($name),+);
+    };
+    (storaged_args = $args:expr; $($name:ident),+ $(,)?) => {$(
         mod $name {
             use $crate::{Case, Deployment, Topology};
             async fn run(case: Case) -> ::anyhow::Result<()> {
-                let d = Deployment::start(case)?;
+                let args: &[&str] = &$args;
+                let d = Deployment::start_args(case, args, &[])?;
                 super::$name(d)
                     .await
                     .map_err(|e| e.context(format!("{case}")))

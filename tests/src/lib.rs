@@ -125,6 +125,36 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Result<Self> {
+        Self::launch(|_, _| Ok(()))
+    }
+
+    /// A real etcd whose data is `snapshot` restored with `etcdctl snapshot restore` (the
+    /// documented way to bring an etcd snapshot file back).
+    pub fn restored_from(snapshot: &std::path::Path) -> Result<Self> {
+        let etcdctl = which("etcdctl").context("apt-get install -y etcd-client")?;
+        Self::launch(|data_dir, peer| {
+            let out = Command::new(&etcdctl)
+                .env("ETCDCTL_API", "3")
+                .args(["snapshot", "restore"])
+                .arg(snapshot)
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["--name", "diff"])
+                .arg(format!("--initial-cluster=diff={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "etcdctl snapshot restore failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// Starts etcd after `prepare` (given the data dir and the peer URL) made its data dir.
+    fn launch(prepare: impl FnOnce(&std::path::Path, &str) -> Result<()>) -> Result<Self> {
         let bin = which("etcd")
             .context("the differential tests need a real etcd: apt-get install -y etcd-server")?;
         let dir = tempfile::tempdir()?;
@@ -132,10 +162,12 @@ impl Etcd {
         let peer_port = free_port()?;
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
+        let data_dir = dir.path().join("etcd");
+        prepare(&data_dir, &peer)?;
         let mut child = Command::new(bin)
             .args(["--name", "diff"])
             .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
+            .arg(&data_dir)
             .args([
                 "--listen-client-urls",
                 &client,

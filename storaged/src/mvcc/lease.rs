@@ -106,7 +106,7 @@ pub(super) fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
 }
 
 /// (id, granted TTL, remaining TTL) of a stored lease row.
-pub(super) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64, i64), MvccError> {
+pub fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64, i64), MvccError> {
     let id = codec::decode_u64(k)? as i64;
     let (ttl, remaining) = match v.len() {
         16 => (codec::decode_u64(&v[..8])?, codec::decode_u64(&v[8..])?),

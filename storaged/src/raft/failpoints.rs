@@ -62,3 +62,34 @@ impl EntryDelay {
         }
     }
 }
+
+/// `METASTORE_FAILPOINT_CORRUPT_PUTS=<member name>:<key prefix>`: the named member stores a
+/// different value than the one committed for every top-level Put of a key with the prefix,
+/// as a member whose disk flipped bits would. Corruption checks must notice.
+pub struct CorruptPuts {
+    prefix: Vec<u8>,
+}
+
+impl CorruptPuts {
+    pub fn from_env(member_name: &str) -> Option<Self> {
+        let var = "METASTORE_FAILPOINT_CORRUPT_PUTS";
+        let spec = std::env::var(var).ok()?;
+        let (name, prefix) = spec.split_once(':')?;
+        if name != member_name {
+            return None;
+        }
+        tracing::warn!(failpoint = var, prefix, "failpoint armed");
+        Some(Self {
+            prefix: prefix.as_bytes().to_vec(),
+        })
+    }
+
+    /// Alters `proposal` as this member would wrongly apply it.
+    pub fn alter(&self, proposal: &mut crate::command::Proposal) {
+        if let crate::command::Command::Put(p) = &mut proposal.command
+            && p.key.starts_with(&self.prefix)
+        {
+            p.value.extend_from_slice(b"!corrupt");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! data dir and streamed back into the store when installed; the memory engine starts from
 //! that file and replays the log after it.
 
-use super::failpoints::EntryDelay;
+use super::failpoints::{CorruptPuts, EntryDelay};
 use super::snapshot_blob::SnapshotBlob;
 use super::snapshot_file::{NewSnapshot, SnapshotFile};
 use super::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, codec};
@@ -34,6 +34,7 @@ pub struct StateMachineStore {
     applied: AppliedState,
     file: SnapshotFile,
     slow_follower_apply: Option<EntryDelay>,
+    corrupt_puts: Option<CorruptPuts>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -140,12 +141,14 @@ impl StateMachineStore {
             applied,
             file,
             slow_follower_apply: None,
+            corrupt_puts: None,
         })
     }
 
-    /// Arms the failpoints named in the environment for member `member_id`.
-    pub fn with_failpoints(mut self, member_id: u64) -> Self {
+    /// Arms the failpoints named in the environment for member `member_id` named `name`.
+    pub fn with_failpoints(mut self, member_id: u64, name: &str) -> Self {
         self.slow_follower_apply = EntryDelay::follower_apply(member_id);
+        self.corrupt_puts = CorruptPuts::from_env(name);
         self
     }
 
@@ -158,7 +161,12 @@ impl StateMachineStore {
         let mut next = self.applied.clone();
         next.last_applied = Some(log_id);
         let cmd = match entry.payload {
-            EntryPayload::Normal(cmd) => Some(cmd),
+            EntryPayload::Normal(mut cmd) => {
+                if let Some(c) = &self.corrupt_puts {
+                    c.alter(&mut cmd);
+                }
+                Some(cmd)
+            }
             EntryPayload::Membership(m) => {
                 next.membership = StoredMembership::new(Some(log_id), m);
                 None
