@@ -409,12 +409,7 @@ impl Reader {
     }
 
     /// Calls `f` with every (flags, key, value) of the tree rooted at `root`, in key order.
-    fn walk(
-        &self,
-        root: Node,
-        depth: usize,
-        f: &mut ElementVisitor<'_>,
-    ) -> io::Result<()> {
+    fn walk(&self, root: Node, depth: usize, f: &mut ElementVisitor<'_>) -> io::Result<()> {
         if depth > 64 {
             return Err(invalid("tree too deep (a page refers back to itself?)"));
         }
@@ -472,11 +467,7 @@ impl Reader {
 
     /// Calls `f` with every key and value of top-level bucket `name` in key order (nested
     /// buckets skipped); false when there is no such bucket.
-    pub fn for_each(
-        &self,
-        name: &[u8],
-        f: &mut RecordVisitor<'_>,
-    ) -> io::Result<bool> {
+    pub fn for_each(&self, name: &[u8], f: &mut RecordVisitor<'_>) -> io::Result<bool> {
         let Some((_, root)) = self.buckets()?.into_iter().find(|(n, _)| n == name) else {
             return Ok(false);
         };
