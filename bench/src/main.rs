@@ -50,6 +50,47 @@ enum Cmd {
     /// Lease renewals: each client grants a lease and renews it over a keep-alive stream
     /// (`--total` renewals in all); reports renewals per second.
     Keepalive,
+    /// Loads `--total` distinct keys (0 .. total, `--key-size` digits) in txns of 100 puts,
+    /// the clients splitting the range; reports keys per second.
+    Fill,
+}
+
+/// Writes keys `0..total` in txns of 100 puts from `clients` clients.
+async fn fill(
+    endpoints: &[String],
+    clients: usize,
+    total: usize,
+    key_size: usize,
+    value: &[u8],
+) -> Result<()> {
+    use etcd_client::{Txn, TxnOp};
+    const BATCH: usize = 100;
+    let start = Instant::now();
+    let batches = total.div_ceil(BATCH);
+    let mut tasks = Vec::new();
+    for w in 0..clients.max(1) {
+        let (endpoints, value) = (endpoints.to_vec(), value.to_vec());
+        let clients = clients.max(1);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&endpoints, None).await?;
+            for b in (w..batches).step_by(clients) {
+                let ops: Vec<TxnOp> = (b * BATCH..((b + 1) * BATCH).min(total))
+                    .map(|i| TxnOp::put(key(i, key_size), value.clone(), None))
+                    .collect();
+                c.txn(Txn::new().and_then(ops)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{total} keys in {elapsed:.1}s: {:.0} keys/s",
+        total as f64 / elapsed
+    );
+    Ok(())
 }
 
 fn key(i: usize, size: usize) -> Vec<u8> {
@@ -68,6 +109,9 @@ async fn main() -> Result<()> {
         for i in 0..args.key_space.min(args.total) {
             c.put(key(i, args.key_size), value.clone(), None).await?;
         }
+    }
+    if let Cmd::Fill = args.cmd {
+        return fill(&endpoints, args.clients, args.total, args.key_size, &value).await;
     }
     if let Cmd::Keepalive = args.cmd {
         return keepalive_bench(&endpoints, args.clients, args.total).await;
@@ -103,7 +147,9 @@ async fn main() -> Result<()> {
                         let opts = serializable.then(|| GetOptions::new().with_serializable());
                         c.get(k, opts).await?;
                     }
-                    Cmd::Watch { .. } | Cmd::Keepalive => unreachable!("handled above"),
+                    Cmd::Watch { .. } | Cmd::Keepalive | Cmd::Fill => {
+                        unreachable!("handled above")
+                    }
                 }
                 lat.push(t.elapsed());
             }

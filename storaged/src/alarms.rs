@@ -16,7 +16,7 @@ pub const PREFIX: &[u8] = b"alarm/";
 
 /// `alarm/`, the alarm type (4 bytes) and the member id (8 bytes), big-endian: records list
 /// by type, then member.
-fn key(m: &AlarmMember) -> Vec<u8> {
+pub fn key(m: &AlarmMember) -> Vec<u8> {
     let mut k = PREFIX.to_vec();
     k.extend_from_slice(&m.alarm.to_be_bytes());
     k.extend_from_slice(&m.member_id.to_be_bytes());

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 /// How long one peer may take to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the leader waits to apply what a peer already applied before comparing.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// This member's hash, revision and compact revision now.
 struct Own {
@@ -118,6 +120,20 @@ pub async fn initial_check(node: &Node, forwarder: &Forwarder) -> Result<(), Str
 pub async fn periodic_check(node: &Node, forwarder: &Forwarder) -> Result<Vec<u64>, String> {
     let first = own_hash(node).await?;
     let peers = peer_hashes(node, forwarder, first.revision).await;
+    // A follower may apply an entry a moment before the leader does (it learns the commit
+    // while the leader's apply is still under way): let this member catch up with the newest
+    // revision a peer reported before calling anyone ahead.
+    let newest = |f: fn(&HashKvResponse) -> i64| peers.iter().map(|(_, p)| f(p)).max();
+    let revision = newest(|p| p.header.as_ref().map_or(0, |h| h.revision)).unwrap_or(0);
+    let compacted = newest(|p| p.compact_revision).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    while tokio::time::Instant::now() < deadline
+        && node
+            .store()
+            .with_revisions(|current, done| current < revision || done < compacted)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let again = own_hash(node).await?;
     let mut corrupt = Vec::new();
     // This member's own history changed under the same revisions.

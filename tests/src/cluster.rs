@@ -57,6 +57,52 @@ impl Cluster {
         gateway_args: &[&str],
         member_env: &[(&str, &str)],
     ) -> Result<Self> {
+        let mut c = Self::unstarted(engine, n)?;
+        c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
+        c.gateway_args = gateway_args.iter().map(|s| s.to_string()).collect();
+        c.member_env = member_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        c.launch(gateways)?;
+        Ok(c)
+    }
+
+    /// `n` members on `engine` whose data dirs are first restored from `snapshot` with
+    /// `metastore-ctl snapshot restore` (each with the new cluster's members), and gateways.
+    pub fn restored_from(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        snapshot: &std::path::Path,
+    ) -> Result<Self> {
+        let mut c = Self::unstarted(engine, n)?;
+        for m in &c.members {
+            let out = Command::new(binary("metastore-ctl")?)
+                .args(["snapshot", "restore"])
+                .arg(snapshot)
+                .arg("--data-dir")
+                .arg(c.dir.path().join(&m.name))
+                .args(["--name", &m.name, "--engine", engine])
+                .arg(format!("--initial-cluster={}", c.initial_cluster()))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                    m.peer_port
+                ))
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "metastore-ctl snapshot restore: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        c.launch(gateways)?;
+        Ok(c)
+    }
+
+    /// Members with ports and a data dir, nothing started.
+    fn unstarted(engine: &str, n: usize) -> Result<Self> {
         let mut members = Vec::new();
         for i in 0..n {
             members.push(MemberSpec {
@@ -65,21 +111,24 @@ impl Cluster {
                 peer_port: free_port()?,
             });
         }
-        let mut c = Cluster {
+        Ok(Cluster {
             engine: engine.to_string(),
             dir: tempfile::tempdir()?,
             members,
             procs: (0..n).map(|_| None).collect(),
             gateway_ports: Vec::new(),
             gateways: Vec::new(),
-            storaged_args: storaged_args.iter().map(|s| s.to_string()).collect(),
-            gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(),
-            member_env: member_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            storaged_args: Vec::new(),
+            gateway_args: Vec::new(),
+            member_env: Vec::new(),
             member_logs: false,
-        };
+        })
+    }
+
+    /// Starts every member, waits until each listens, then starts the gateways.
+    fn launch(&mut self, gateways: usize) -> Result<()> {
+        let n = self.members.len();
+        let c = self;
         for i in 0..n {
             c.spawn_member(i)?;
         }
@@ -89,7 +138,7 @@ impl Cluster {
         for g in 0..gateways {
             c.start_gateway(g % n)?;
         }
-        Ok(c)
+        Ok(())
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -130,6 +179,22 @@ impl Cluster {
         match reply.result {
             Some(KvResult::Range(r)) => Ok(r.kvs.first().map(|kv| kv.value.clone())),
             other => bail!("member {i}: range answered {other:?}"),
+        }
+    }
+
+    /// Member `i`'s HashKV at `revision` (hash and compact revision), asked on its storage port.
+    pub async fn member_hash_kv(&self, i: usize, revision: i64) -> Result<(u32, i64)> {
+        use metastore_internal_proto::storage::storage_client::StorageClient;
+        use metastore_proto::etcdserverpb::HashKvRequest;
+        let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
+        let mut client = StorageClient::connect(url).await?;
+        let reply = client
+            .hash_kv(HashKvRequest { revision })
+            .await?
+            .into_inner();
+        match reply.response {
+            Some(r) => Ok((r.hash, r.compact_revision)),
+            None => bail!("member {i}: HashKV failed: {:?}", reply.error),
         }
     }
 

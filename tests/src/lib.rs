@@ -246,3 +246,38 @@ pub fn grpc_status(e: &etcd_client::Error) -> (tonic::Code, String) {
         other => (tonic::Code::Unknown, other.to_string()),
     }
 }
+
+/// Runs `etcdctl` (API 3) with `args`; its stdout, or an error with its stderr.
+pub fn etcdctl(args: &[&str]) -> Result<String> {
+    let bin = which("etcdctl").context("apt-get install -y etcd-client")?;
+    let out = Command::new(bin)
+        .env("ETCDCTL_API", "3")
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every key (with its revisions, version and lease) at `revision` (0: now) and the header's
+/// revision, or the error, as text: what two stores holding the same data answer alike.
+pub async fn range_all(endpoint: &str, revision: i64) -> Result<String> {
+    let mut kv = connect_kv(endpoint).await?;
+    let r = kv
+        .range(metastore_proto::etcdserverpb::RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision,
+            ..Default::default()
+        })
+        .await;
+    Ok(match r {
+        Ok(r) => {
+            let r = r.into_inner();
+            let rev = r.header.map_or(0, |h| h.revision);
+            format!("revision {rev}, {} keys: {:?}", r.count, r.kvs)
+        }
+        Err(s) => format!("error {:?}: {}", s.code(), s.message()),
+    })
+}

@@ -4,47 +4,13 @@
 //! revisions, leases and compaction point as MetaStore. `metastore-ctl snapshot status`
 //! reads snapshot files of real etcd and of MetaStore exactly as `etcdctl snapshot status`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use etcd_client::{CompactionOptions, DeleteOptions, GetOptions, PutOptions};
-use metastore_proto::etcdserverpb::RangeRequest;
-use metastore_tests::{Case, Deployment, Etcd, binary, connect_kv, matrix, which};
+use metastore_tests::{Case, Deployment, Etcd, binary, etcdctl, matrix, range_all};
 use std::path::Path;
 use std::process::Command;
 
 matrix!(a_snapshot_is_one_that_real_etcd_restores);
-
-fn etcdctl(args: &[&str]) -> Result<String> {
-    let bin = which("etcdctl").context("apt-get install -y etcd-client")?;
-    let out = Command::new(bin)
-        .env("ETCDCTL_API", "3")
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Every key (with its revisions, version and lease) at `revision` (0: now), or the error.
-async fn everything(endpoint: &str, revision: i64) -> Result<String> {
-    let mut kv = connect_kv(endpoint).await?;
-    let r = kv
-        .range(RangeRequest {
-            key: vec![0],
-            range_end: vec![0],
-            revision,
-            ..Default::default()
-        })
-        .await;
-    Ok(match r {
-        Ok(r) => {
-            let r = r.into_inner();
-            let rev = r.header.map_or(0, |h| h.revision);
-            format!("revision {rev}, {} keys: {:?}", r.count, r.kvs)
-        }
-        Err(s) => format!("error {:?}: {}", s.code(), s.message()),
-    })
-}
 
 async fn a_snapshot_is_one_that_real_etcd_restores(d: Deployment) -> Result<()> {
     let mut c = d.client().await?;
@@ -95,8 +61,8 @@ async fn a_snapshot_is_one_that_real_etcd_restores(d: Deployment) -> Result<()> 
     let reference = etcd.endpoint();
     for revision in [0, compacted, compacted - 1, last - 5] {
         assert_eq!(
-            everything(&reference, revision).await?,
-            everything(&endpoint, revision).await?,
+            range_all(&reference, revision).await?,
+            range_all(&endpoint, revision).await?,
             "{}: at revision {revision}",
             d.case
         );

@@ -5,5 +5,6 @@
 
 pub mod bolt;
 pub mod etcd_db;
+pub mod restore;
 pub mod snapshot;
 pub mod status;

@@ -97,7 +97,7 @@ pub(super) fn lease_key(id: i64) -> Vec<u8> {
 }
 
 /// A lease row's value: the granted TTL, then the checkpointed remaining TTL when set.
-pub(super) fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
+pub fn encode_lease(ttl: i64, remaining: i64) -> Vec<u8> {
     let mut v = codec::encode_u64(ttl as u64);
     if remaining != 0 {
         v.extend_from_slice(&codec::encode_u64(remaining as u64));

@@ -31,12 +31,12 @@ mod write;
 #[cfg(test)]
 mod model_test;
 
-pub use codec::{META_APPLIED_INDEX, META_COMPACT_REV, decode_u64};
+pub use codec::{META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV, decode_u64};
 pub use error::MvccError;
 pub use hash::hash_kv;
 pub use history::History;
 pub use key_range::KeyRange;
-pub use lease::{LeaseRecord, MAX_LEASE_TTL, decode_lease};
+pub use lease::{LeaseRecord, MAX_LEASE_TTL, decode_lease, encode_lease};
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
 pub use store::{CommitObserver, DumpRecord, DumpSink, KvView, ReadTxn, Store, WriteTxn};

@@ -191,6 +191,50 @@ impl StateMachineStore {
     }
 }
 
+/// Makes `store` the state of a member `me` of a new cluster of `members` that starts from
+/// `records` (a restored backup): the records, and as applied raft state the first log entry
+/// (the membership, as `Raft::initialize` writes it on `me`), so the member starts in that
+/// cluster with no log to replay. The snapshot file is written too: the memory engine's data
+/// lives only there until raft writes the next one.
+pub fn seed(
+    store: &Arc<Store>,
+    dir: &Path,
+    me: u64,
+    members: std::collections::BTreeMap<u64, super::Member>,
+    records: impl Iterator<Item = Result<crate::mvcc::DumpRecord, MvccError>>,
+) -> io::Result<()> {
+    use openraft::vote::RaftLeaderIdExt;
+    let leader = openraft::alias::LeaderIdOf::<TypeConfig>::new_committed(Default::default(), me);
+    let first = LogId::new(leader, 0);
+    let applied = AppliedState {
+        last_applied: Some(first),
+        membership: StoredMembership::new(Some(first), openraft::Membership::from(members)),
+    };
+    store.replace_from(records, codec::encode(&applied)?)?;
+    dump_to_file(store, &SnapshotFile::new(dir))
+}
+
+/// Dumps `store` into a new snapshot file and moves it into place, unless `file` holds one at
+/// least as new already (installed meanwhile).
+fn dump_to_file(store: &Store, file: &SnapshotFile) -> io::Result<()> {
+    let mut sink = SnapshotSink {
+        file,
+        out: None,
+        error: None,
+    };
+    let complete = store.dump_into(&mut sink).map_err(io_err)?;
+    if let Some(e) = sink.error {
+        return Err(e);
+    }
+    let (meta, writer) = sink
+        .out
+        .filter(|_| complete)
+        .ok_or_else(|| io_err("snapshot dump stopped early"))?;
+    let mut blob = writer.finish()?;
+    file.adopt(&mut blob, &meta)?;
+    Ok(())
+}
+
 pub struct Builder {
     store: Arc<Store>,
     file: SnapshotFile,
@@ -203,24 +247,9 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let store = self.store.clone();
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
-            let mut sink = SnapshotSink {
-                file: &file,
-                out: None,
-                error: None,
-            };
-            let complete = store.dump_into(&mut sink).map_err(io_err)?;
-            if let Some(e) = sink.error {
-                return Err(e);
-            }
-            let (meta, writer) = sink
-                .out
-                .filter(|_| complete)
-                .ok_or_else(|| io_err("snapshot dump stopped early"))?;
-            let mut blob = writer.finish()?;
             // A snapshot installed meanwhile may be newer; the file then keeps that one, and
             // that one is what there is to send.
-            file.adopt(&mut blob, &meta)?;
-            drop(blob);
+            dump_to_file(&store, &file)?;
             let (meta, blob) = file
                 .open()?
                 .ok_or_else(|| io_err("snapshot file vanished after it was written"))?;

@@ -323,6 +323,11 @@ async fn member_churn(
             initial.push(format!("{name}={p}"));
         }
     }
+    // MemberList is answered from the asked member's own view (as etcd 3.4's), which may not
+    // hold the addition yet: the new member is always in its own --initial-cluster.
+    if !list.members().iter().any(|m| m.id() == new_id) {
+        initial.push(format!("{}={peer_url}", c.slots[new].name));
+    }
     c.join_member(new, initial.join(",")).await?;
     // Promote once the learner is in sync.
     let started = Instant::now();
