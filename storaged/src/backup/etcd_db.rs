@@ -36,29 +36,12 @@ pub struct MemberRecord {
 
 /// etcd's revision key: main, `_`, sub (big-endian), and `t` for a deletion.
 pub fn etcd_revision_key(rev: Revision, tombstone: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.extend_from_slice(&(rev.main as u64).to_be_bytes());
-    k.push(b'_');
-    k.extend_from_slice(&(rev.sub as u64).to_be_bytes());
-    if tombstone {
-        k.push(b't');
-    }
-    k
+    rev.to_etcd_key(tombstone)
 }
 
 /// Inverse of [`etcd_revision_key`].
 pub fn parse_etcd_revision_key(k: &[u8]) -> Option<(Revision, bool)> {
-    let tombstone = match k.len() {
-        17 => false,
-        18 if k[17] == b't' => true,
-        _ => return None,
-    };
-    if k[8] != b'_' {
-        return None;
-    }
-    let main = u64::from_be_bytes(k[0..8].try_into().ok()?) as i64;
-    let sub = u64::from_be_bytes(k[9..17].try_into().ok()?) as i64;
-    Some((Revision::new(main, sub), tombstone))
+    Revision::from_etcd_key(k)
 }
 
 /// Whether a scan goes on after `r`; the first failure is kept in `failure`.

@@ -33,7 +33,7 @@ mod model_test;
 
 pub use codec::{META_APPLIED_INDEX, META_COMPACT_REV, META_CURRENT_REV, decode_u64};
 pub use error::MvccError;
-pub use hash::hash_kv;
+pub use hash::{Crc32c, hash_kv};
 pub use history::History;
 pub use key_range::KeyRange;
 pub use lease::{LeaseRecord, MAX_LEASE_TTL, decode_lease, encode_lease};

@@ -27,6 +27,33 @@ impl Revision {
         k
     }
 
+    /// etcd's form of the same key: main, `_`, sub (big-endian), and `t` for a deletion.
+    pub fn to_etcd_key(self, tombstone: bool) -> Vec<u8> {
+        let mut k = Vec::with_capacity(18);
+        k.extend_from_slice(&(self.main as u64).to_be_bytes());
+        k.push(b'_');
+        k.extend_from_slice(&(self.sub as u64).to_be_bytes());
+        if tombstone {
+            k.push(TOMBSTONE_MARK);
+        }
+        k
+    }
+
+    /// Inverse of [`Revision::to_etcd_key`].
+    pub fn from_etcd_key(k: &[u8]) -> Option<(Revision, bool)> {
+        let tombstone = match k.len() {
+            17 => false,
+            18 if k[17] == TOMBSTONE_MARK => true,
+            _ => return None,
+        };
+        if k[8] != b'_' {
+            return None;
+        }
+        let main = u64::from_be_bytes(k[0..8].try_into().ok()?) as i64;
+        let sub = u64::from_be_bytes(k[9..17].try_into().ok()?) as i64;
+        Some((Revision { main, sub }, tombstone))
+    }
+
     /// Inverse of [`Revision::to_key`]; `None` for bytes that are not a revision key.
     pub fn from_key(k: &[u8]) -> Option<(Revision, bool)> {
         let tombstone = match k.len() {

@@ -84,6 +84,22 @@ impl Store {
             .collect()
     }
 
+    /// Whether any key is live as of revision `at`.
+    pub fn any_live_at(&self, at: i64) -> bool {
+        let mut any = false;
+        let all = super::KeyRange::From(Vec::new());
+        self.state.read().index.range(&all, at, |_, _| {
+            any = true;
+            false
+        });
+        any
+    }
+
+    /// The revision of `key`'s live record as of revision `at`, if it is live then.
+    pub fn live_revision_at(&self, key: &[u8], at: i64) -> Option<Revision> {
+        self.state.read().index.get(key, at).map(|e| e.rev)
+    }
+
     pub fn lease_exists(&self, id: i64) -> bool {
         self.state.read().leases.contains(id)
     }
