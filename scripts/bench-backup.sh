@@ -29,33 +29,38 @@ elapsed() { # runs "$@" quietly, prints seconds
 # figures NAME ENDPOINT: load, snapshot, restore(s), defrag latency.
 figures() {
   local name=$1 ep=$2
-  echo "$name: load $KEYS keys: $("$BIN/metastore-bench" --endpoints "http://127.0.0.1:$ep" \
-    --clients 8 --key-size 8 --val-size 100 fill --total "$KEYS")"
+  local out
+  out=$("$BIN/metastore-bench" --endpoints "http://127.0.0.1:$ep" \
+    --clients 8 --key-size 8 --val-size 100 --total "$KEYS" fill)
+  echo "$name: load: $out"
   local snap="$WORK/$name.db"
-  echo "$name: snapshot save: $(elapsed etcdctl --endpoints "127.0.0.1:$ep" snapshot save "$snap") s," \
-    "$(stat -c %s "$snap") bytes"
+  out=$(elapsed etcdctl --endpoints "127.0.0.1:$ep" --command-timeout=600s snapshot save "$snap")
+  echo "$name: snapshot save: $out s, $(stat -c %s "$snap") bytes"
   if [ "$name" = etcd ]; then
-    echo "$name: etcdctl snapshot restore: $(elapsed etcdctl snapshot restore "$snap" \
-      --data-dir "$WORK/etcd-restored") s"
+    out=$(elapsed etcdctl snapshot restore "$snap" --data-dir "$WORK/etcd-restored")
+    echo "$name: etcdctl snapshot restore: $out s"
   else
     for engine in rocksdb memory; do
-      echo "$name: metastore-ctl snapshot restore --engine $engine: $(elapsed "$BIN/metastore-ctl" \
-        snapshot restore "$snap" --data-dir "$WORK/$name-restored-$engine" --engine $engine) s"
+      out=$(elapsed "$BIN/metastore-ctl" snapshot restore "$snap" \
+        --data-dir "$WORK/$name-restored-$engine" --engine $engine)
+      echo "$name: metastore-ctl snapshot restore --engine $engine: $out s"
     done
   fi
-  etcdctl --endpoints "127.0.0.1:$ep" del 000 --prefix >/dev/null
+  etcdctl --endpoints "127.0.0.1:$ep" --command-timeout=300s del 000 --prefix >/dev/null
   local rev
   rev=$(etcdctl --endpoints "127.0.0.1:$ep" endpoint status -w json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
-  etcdctl --endpoints "127.0.0.1:$ep" compaction --physical "$rev" >/dev/null
+  etcdctl --endpoints "127.0.0.1:$ep" --command-timeout=300s compaction --physical "$rev" >/dev/null
   local put=("$BIN/metastore-bench" --endpoints "http://127.0.0.1:$ep" --clients 16
-    --key-size 8 --val-size 100 --key-space 100000 put --total 20000)
-  echo "$name: puts, no defrag: $("${put[@]}")"
+    --key-size 8 --val-size 100 --key-space 100000 --total 20000 put)
+  out=$("${put[@]}")
+  echo "$name: puts, no defrag: $out"
   ( while :; do etcdctl --endpoints "127.0.0.1:$ep" --command-timeout=300s defrag >/dev/null 2>&1; done ) &
   local loop=$!
   sleep 0.5
-  echo "$name: puts, defrag in a loop: $("${put[@]}")"
-  kill $loop 2>/dev/null; wait $loop 2>/dev/null || true
+  out=$("${put[@]}")
+  echo "$name: puts, defrag in a loop: $out"
+  kill $loop 2>/dev/null || true; wait $loop 2>/dev/null || true
 }
 
 EP=$(port); EPP=$(port)
@@ -66,7 +71,7 @@ etcd --name ref --data-dir "$WORK/etcd" --quota-backend-bytes 8589934592 \
 PIDS+=($!)
 wait_port $EP
 figures etcd $EP
-kill "${PIDS[-1]}"
+kill "${PIDS[-1]}" || true
 
 for engine in rocksdb memory; do
   SP=$(port); PP=$(port); MP=$(port)
@@ -82,5 +87,5 @@ for engine in rocksdb memory; do
   wait_port $MP
   for _ in $(seq 1 100); do etcdctl --endpoints 127.0.0.1:$MP put ready 1 >/dev/null 2>&1 && break; sleep 0.1; done
   figures "metastore-$engine" $MP
-  kill "${PIDS[-1]}" "${PIDS[-2]}"
+  kill "${PIDS[-1]}" "${PIDS[-2]}" || true
 done
