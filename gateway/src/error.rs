@@ -44,6 +44,10 @@ pub enum Error {
     NoSpace,
     /// A CORRUPT alarm is active.
     CorruptCluster,
+    WrongDowngradeVersionFormat,
+    InvalidDowngradeTargetVersion,
+    DowngradeInProcess,
+    NoInflightDowngrade,
     /// Proclaim by a candidate whose key is gone or was created anew.
     ElectionNotLeader,
     /// Leader asked of an election nobody campaigns in.
@@ -148,6 +152,22 @@ impl Error {
                 "etcdserver: mvcc: database space exceeded",
             ),
             Error::CorruptCluster => (Code::DataLoss, "etcdserver: corrupt cluster"),
+            Error::WrongDowngradeVersionFormat => (
+                Code::InvalidArgument,
+                "etcdserver: wrong downgrade target version format",
+            ),
+            Error::InvalidDowngradeTargetVersion => (
+                Code::InvalidArgument,
+                "etcdserver: invalid downgrade target version",
+            ),
+            Error::DowngradeInProcess => (
+                Code::FailedPrecondition,
+                "etcdserver: cluster has a downgrade job in progress",
+            ),
+            Error::NoInflightDowngrade => (
+                Code::FailedPrecondition,
+                "etcdserver: no inflight downgrade job",
+            ),
             Error::ElectionNotLeader => (Code::Unknown, "election: not leader"),
             Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
             Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
@@ -234,6 +254,10 @@ impl Error {
             ErrorCode::OutcomeUnknown => Error::TimeoutLeaderFail,
             ErrorCode::NoSpace => Error::NoSpace,
             ErrorCode::Corrupt => Error::CorruptCluster,
+            ErrorCode::WrongDowngradeVersionFormat => Error::WrongDowngradeVersionFormat,
+            ErrorCode::InvalidDowngradeTargetVersion => Error::InvalidDowngradeTargetVersion,
+            ErrorCode::DowngradeInProcess => Error::DowngradeInProcess,
+            ErrorCode::NoInflightDowngrade => Error::NoInflightDowngrade,
             // Applied by an earlier attempt whose answer was lost: as unknown to the client.
             ErrorCode::DuplicateRequest => Error::Timeout,
             // A request the gateway's own checks should have refused, a storage failure, or a
@@ -393,6 +417,13 @@ mod tests {
         Unhealthy => Unavailable, "etcdserver: unhealthy cluster";
         NoSpace => ResourceExhausted, "etcdserver: mvcc: database space exceeded";
         CorruptCluster => DataLoss, "etcdserver: corrupt cluster";
+        WrongDowngradeVersionFormat => InvalidArgument,
+            "etcdserver: wrong downgrade target version format";
+        InvalidDowngradeTargetVersion => InvalidArgument,
+            "etcdserver: invalid downgrade target version";
+        DowngradeInProcess => FailedPrecondition,
+            "etcdserver: cluster has a downgrade job in progress";
+        NoInflightDowngrade => FailedPrecondition, "etcdserver: no inflight downgrade job";
         ElectionNotLeader => Unknown, "election: not leader";
         ElectionNoLeader => Unknown, "election: no leader";
         LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
@@ -449,6 +480,10 @@ mod tests {
             ErrorCode::DuplicateRequest => Error::Timeout,
             ErrorCode::NoSpace => Error::NoSpace,
             ErrorCode::Corrupt => Error::CorruptCluster,
+            ErrorCode::WrongDowngradeVersionFormat => Error::WrongDowngradeVersionFormat,
+            ErrorCode::InvalidDowngradeTargetVersion => Error::InvalidDowngradeTargetVersion,
+            ErrorCode::DowngradeInProcess => Error::DowngradeInProcess,
+            ErrorCode::NoInflightDowngrade => Error::NoInflightDowngrade,
             ErrorCode::Unspecified | ErrorCode::InvalidRequest | ErrorCode::StorageFailure => {
                 return None;
             }
@@ -481,7 +516,7 @@ mod tests {
             }
         }
         // Every named code was seen (the values are dense from 0).
-        assert_eq!(walked, ErrorCode::Corrupt as usize + 1);
+        assert_eq!(walked, ErrorCode::NoInflightDowngrade as usize + 1);
     }
 
     /// Lock and Election answers: every etcd error keeps its text and is sent as Unknown;

@@ -156,6 +156,7 @@ fn revision_of(result: &KvResult) -> i64 {
         KvResult::LeaseTimeToLive(r) => r.header.as_ref(),
         KvResult::LeaseLeases(r) => r.header.as_ref(),
         KvResult::Alarm(r) => r.header.as_ref(),
+        KvResult::Downgrade(r) => r.header.as_ref(),
         KvResult::Error(_) => None,
     };
     header.map_or(0, |h| h.revision)

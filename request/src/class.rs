@@ -3,6 +3,7 @@
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_proto::etcdserverpb::TxnRequest;
 use metastore_proto::etcdserverpb::alarm_request::AlarmAction;
+use metastore_proto::etcdserverpb::downgrade_request::DowngradeAction;
 use metastore_proto::etcdserverpb::request_op::Request;
 
 /// Whether a request changes the store.
@@ -73,6 +74,8 @@ pub fn classify(op: &Op) -> Class {
         Op::Alarm(a) if a.action == AlarmAction::Get as i32 => Class::LEADER_READ,
         // Clearing an alarm twice answers differently the second time.
         Op::Alarm(_) => Class::WRITE,
+        Op::Downgrade(d) if d.action == DowngradeAction::Validate as i32 => Class::LEADER_READ,
+        Op::Downgrade(_) => Class::WRITE,
     }
 }
 

@@ -82,7 +82,8 @@ pub fn op(op: &Op, limits: &Limits) -> Result<(), Invalid> {
         | Op::LeaseRevoke(_)
         | Op::LeaseTimeToLive(_)
         | Op::LeaseLeases(_)
-        | Op::Alarm(_) => Ok(()),
+        | Op::Alarm(_)
+        | Op::Downgrade(_) => Ok(()),
     }
 }
 

@@ -9,15 +9,13 @@ use crate::identity;
 use crate::node::{Node, NodeError};
 use crate::raft::Member as RaftMember;
 use metastore_proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteResponse,
-    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, StatusResponse,
+    DowngradeInfo, Member, MemberAddRequest, MemberAddResponse, MemberListResponse,
+    MemberPromoteResponse, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    StatusResponse,
 };
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Version reported by Maintenance.Status (the etcd API level served).
-pub const SERVER_VERSION: &str = "3.4.0";
 
 /// Membership errors with etcd's meaning; the gateway owns their text.
 #[derive(Debug, thiserror::Error)]
@@ -358,7 +356,7 @@ pub fn status(node: &Node) -> StatusResponse {
     let size = node.store().engine().size_bytes() as i64;
     StatusResponse {
         header: None,
-        version: SERVER_VERSION.to_string(),
+        version: node.etcd_version().to_string(),
         db_size: size,
         leader: metrics.current_leader.unwrap_or(0),
         raft_index: metrics.last_log_index.unwrap_or(0),
@@ -368,7 +366,19 @@ pub fn status(node: &Node) -> StatusResponse {
         db_size_in_use: size,
         is_learner,
         db_size_quota: node.quota().limit() as i64,
+        downgrade_info: Some(downgrade_info(node)),
         ..Default::default()
+    }
+}
+
+/// Status `downgradeInfo` (etcd 3.6): the enabled downgrade target, if any.
+fn downgrade_info(node: &Node) -> DowngradeInfo {
+    match crate::downgrade::enabled(node.store()) {
+        Ok(Some(target)) => DowngradeInfo {
+            enabled: true,
+            target_version: target,
+        },
+        _ => DowngradeInfo::default(),
     }
 }
 

@@ -2,8 +2,9 @@
 //! where it came from), and its wire form (the internal protobuf `RaftCommand`).
 
 use metastore_internal_proto::storage::{GatewayInfo, RaftCommand, RequestOrigin};
+use metastore_proto::etcdserverpb::downgrade_request::DowngradeAction;
 use metastore_proto::etcdserverpb::{
-    AlarmRequest, CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest,
+    AlarmRequest, CompactionRequest, DeleteRangeRequest, DowngradeRequest, PutRequest, TxnRequest,
 };
 use metastore_proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest,
@@ -42,6 +43,8 @@ pub enum Command {
     },
     /// An alarm raised or cleared (see [`crate::alarms`]).
     Alarm(AlarmRequest),
+    /// A downgrade enabled (`Some` target, as X.Y.0) or cancelled (see [`crate::downgrade`]).
+    Downgrade(Option<String>),
 }
 
 impl std::fmt::Display for Command {
@@ -73,6 +76,8 @@ impl std::fmt::Display for Command {
                 "alarm action {} type {} member {:x}",
                 a.action, a.alarm, a.member_id
             ),
+            Command::Downgrade(Some(v)) => write!(f, "downgrade to {v} enabled"),
+            Command::Downgrade(None) => write!(f, "downgrade cancelled"),
         }
     }
 }
@@ -132,6 +137,7 @@ impl Proposal {
             | Command::LeaseRevoke { .. }
             | Command::MemberStarted { .. }
             | Command::Alarm(_) => 24,
+            Command::Downgrade(v) => 8 + v.as_ref().map_or(0, String::len),
         }
     }
 
@@ -188,6 +194,14 @@ impl Command {
             }),
             Command::MemberStarted { member_id } => C::MemberStarted(*member_id),
             Command::Alarm(a) => C::Alarm(*a),
+            Command::Downgrade(target) => C::Downgrade(DowngradeRequest {
+                action: if target.is_some() {
+                    DowngradeAction::Enable
+                } else {
+                    DowngradeAction::Cancel
+                } as i32,
+                version: target.clone().unwrap_or_default(),
+            }),
         };
         RaftCommand {
             command: Some(command),
@@ -222,6 +236,9 @@ impl Command {
             },
             Some(C::MemberStarted(member_id)) => Command::MemberStarted { member_id },
             Some(C::Alarm(a)) => Command::Alarm(a),
+            Some(C::Downgrade(d)) => Command::Downgrade(
+                (d.action == DowngradeAction::Enable as i32).then_some(d.version),
+            ),
             None => return Err("empty raft command".to_string()),
         })
     }

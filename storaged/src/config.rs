@@ -87,6 +87,11 @@ pub struct Args {
     /// members that differ, like 5m or 30s; 0 turns the check off (etcd's flag) [default: 0s].
     #[arg(long, env = "METASTORE_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
     pub experimental_corrupt_check_time: Option<String>,
+    /// The etcd version to report (Status `version`; its X.Y.0 is the cluster version that
+    /// Downgrade works from). Clients such as Kubernetes turn features on by it
+    /// [default: 3.4.0].
+    #[arg(long, env = "METASTORE_ETCD_VERSION")]
+    pub etcd_version: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -111,6 +116,7 @@ pub struct Config {
     pub lease_checkpoint: Option<Duration>,
     pub gateway_publication_ttl: Duration,
     pub quota: Quota,
+    pub etcd_version: crate::downgrade::Version,
     pub initial_corrupt_check: bool,
     /// The periodic corruption check's interval, when it is on.
     pub corrupt_check_interval: Option<Duration>,
@@ -145,6 +151,7 @@ impl Args {
                 .gateway_publication_ttl
                 .or(file.gateway_publication_ttl),
             quota_backend_bytes: self.quota_backend_bytes.or(file.quota_backend_bytes),
+            etcd_version: self.etcd_version.or(file.etcd_version),
             experimental_initial_corrupt_check: self
                 .experimental_initial_corrupt_check
                 .or(file.experimental_initial_corrupt_check),
@@ -237,7 +244,13 @@ impl Args {
                 (!every.is_zero()).then_some(every)
             }
         };
+        let etcd_version = match a.etcd_version.as_deref() {
+            None => crate::downgrade::Version::DEFAULT,
+            Some(s) => crate::downgrade::Version::parse(s)
+                .ok_or_else(|| format!("--etcd-version {s:?}: expected a version like 3.4.0"))?,
+        };
         Ok(Config {
+            etcd_version,
             initial_corrupt_check: a.experimental_initial_corrupt_check.unwrap_or(false),
             corrupt_check_interval,
             lease_checkpoint,

@@ -44,6 +44,10 @@ fn mvcc_code(e: &MvccError) -> ErrorCode {
         MvccError::Duplicate => ErrorCode::DuplicateRequest,
         MvccError::NoSpace => ErrorCode::NoSpace,
         MvccError::CorruptAlarm => ErrorCode::Corrupt,
+        MvccError::WrongDowngradeVersionFormat => ErrorCode::WrongDowngradeVersionFormat,
+        MvccError::InvalidDowngradeTargetVersion => ErrorCode::InvalidDowngradeTargetVersion,
+        MvccError::DowngradeInProcess => ErrorCode::DowngradeInProcess,
+        MvccError::NoInflightDowngrade => ErrorCode::NoInflightDowngrade,
         MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
     }
 }

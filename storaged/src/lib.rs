@@ -31,6 +31,7 @@ pub mod command;
 pub mod config;
 pub mod corruption;
 pub mod dedup;
+pub mod downgrade;
 pub mod duties;
 pub mod engine;
 pub mod errors;

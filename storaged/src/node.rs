@@ -8,6 +8,7 @@
 
 use crate::alarms::Alarms;
 use crate::command::{Command, Proposal};
+use crate::downgrade::{self, Decision, Version};
 use crate::identity::Identity;
 use crate::lessor::{Lessor, MIN_LEASE_TTL};
 use crate::mvcc::{self, MvccError, Store};
@@ -15,9 +16,10 @@ use crate::quota::Quota;
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
 use metastore_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmType, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmType, DowngradeRequest, DowngradeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
 };
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -81,6 +83,8 @@ pub struct NodeOptions {
     pub election_timeout: Duration,
     /// The backend quota writes are checked against before they are proposed.
     pub quota: Quota,
+    /// The etcd version this member reports (Status, cluster version for Downgrade).
+    pub etcd_version: Version,
 }
 
 pub struct Node {
@@ -100,6 +104,7 @@ pub struct Node {
     /// so it must commit an entry of its own before its read index can be trusted.
     read_ready: AtomicBool,
     quota: Quota,
+    etcd_version: Version,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -121,6 +126,7 @@ impl Node {
             next_lease_id: AtomicU64::new(lease_id_start()),
             read_ready: AtomicBool::new(false),
             quota: options.quota,
+            etcd_version: options.etcd_version,
         }
     }
 
@@ -205,6 +211,31 @@ impl Node {
     /// The quota writes are checked against.
     pub fn quota(&self) -> Quota {
         self.quota
+    }
+
+    /// The etcd version this member reports.
+    pub fn etcd_version(&self) -> Version {
+        self.etcd_version
+    }
+
+    /// etcd's Downgrade against the enabled target as of a linearizable read.
+    pub async fn downgrade(&self, r: DowngradeRequest) -> Result<DowngradeResponse, NodeError> {
+        self.linearize().await?;
+        let store = self.store.clone();
+        let enabled = blocking(move || Ok(downgrade::enabled(&store)?)).await?;
+        let cluster = self.etcd_version.cluster();
+        let change = match downgrade::decide(r.action, &r.version, cluster, enabled.as_deref())? {
+            Decision::Valid => None,
+            Decision::Enable(target) => Some(Some(target.to_string())),
+            Decision::Cancel => Some(None),
+        };
+        if let Some(target) = change {
+            self.write(Command::Downgrade(target)).await?;
+        }
+        Ok(DowngradeResponse {
+            header: header(self.store.current_revision()),
+            version: cluster.to_string(),
+        })
     }
 
     /// Confirms with a quorum that this member leads and that everything committed before now

@@ -137,6 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         lease_checkpoint: cfg.lease_checkpoint,
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout_ms),
         quota: cfg.quota,
+        etcd_version: cfg.etcd_version,
     };
     let node = Arc::new(Node::new(identity, store, raft.clone(), options));
     let gateways = Arc::new(Gateways::new(node.clone(), cfg.gateway_publication_ttl));

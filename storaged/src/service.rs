@@ -94,6 +94,7 @@ impl StorageService {
             Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
             Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r).await?),
             Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases().await?),
+            Op::Downgrade(r) => KvResult::Downgrade(node.downgrade(r).await?),
             Op::Alarm(r) => {
                 let alarms = if class.is_write() {
                     match node.write(write(Command::Alarm(r))).await? {
@@ -347,8 +348,9 @@ impl Storage for StorageService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (node, dir) = (self.node.clone(), self.scratch_dir.clone());
         let members = cluster::member_records(&node);
+        let version = node.etcd_version().cluster().to_string();
         let file = tokio::task::spawn_blocking(move || {
-            SnapshotFile::make(node.store(), &members, cluster::SERVER_VERSION, &dir)
+            SnapshotFile::make(node.store(), &members, &version, &dir)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

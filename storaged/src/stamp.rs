@@ -70,6 +70,7 @@ impl Headed for KvResult {
             KvResult::LeaseTimeToLive(x) => &mut x.header,
             KvResult::LeaseLeases(x) => &mut x.header,
             KvResult::Alarm(x) => &mut x.header,
+            KvResult::Downgrade(x) => &mut x.header,
             KvResult::Error(_) => return None,
         })
     }

@@ -121,6 +121,9 @@ fn check(cmd: &Command) -> Result<(), MvccError> {
         Command::Put(r) => validate::put(r)?,
         Command::DeleteRange(r) => validate::delete_range(r)?,
         Command::Txn(r) => validate::txn(r, &Limits::APPLY)?,
+        Command::Downgrade(Some(v)) if crate::downgrade::Version::parse(v).is_none() => {
+            return Err(MvccError::InvalidRequest(format!("downgrade target {v:?}")));
+        }
         _ => {}
     }
     Ok(())
@@ -175,6 +178,14 @@ fn execute(w: &mut WriteTxn<'_>, alarms: &mut Alarms, cmd: &Command) -> Result<A
                 None => {}
             }
             Ok(Applied::Alarm(listed))
+        }
+        Command::Downgrade(target) => {
+            let key = crate::downgrade::META_KEY.to_vec();
+            match target {
+                Some(v) => w.put_meta(key, v.clone().into_bytes()),
+                None => w.delete_meta(key),
+            }
+            Ok(Applied::Recorded)
         }
     }
 }

@@ -23,10 +23,6 @@ impl MaintenanceService {
     }
 }
 
-fn unsupported(what: &'static str) -> Status {
-    Error::Unsupported(what).into()
-}
-
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     /// GET lists the active alarms (all, or of one type); ACTIVATE and DEACTIVATE raise or
@@ -111,10 +107,13 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(self.upstream.move_leader(target).await?))
     }
 
+    /// etcd 3.5's Downgrade, decided by the leader against the version storaged reports.
     async fn downgrade(
         &self,
-        _request: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        Err(unsupported("downgrade"))
+        let op = Op::Downgrade(request.into_inner());
+        let r = expect_result!(self.upstream.kv(op).await?, Downgrade)?;
+        Ok(Response::new(r))
     }
 }

@@ -30,6 +30,14 @@ pub enum MvccError {
     /// A CORRUPT alarm is active.
     #[error("corrupt cluster")]
     CorruptAlarm,
+    #[error("wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    #[error("invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    #[error("cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    #[error("no inflight downgrade job")]
+    NoInflightDowngrade,
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error(transparent)]
