@@ -428,7 +428,7 @@ mod tests {
         ElectionNoLeader => Unknown, "election: no leader";
         LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
         LockSessionExpired => Unknown, "mutex: session is expired";
-        Unsupported("defragment") => Unimplemented, "metastore: defragment is not supported yet";
+        Unsupported("auth") => Unimplemented, "metastore: auth is not supported yet";
         Unavailable(DETAIL.into()) => Unavailable, "metastore: storage unavailable";
         Internal(DETAIL.into()) => Unknown, "metastore: internal error";
     }

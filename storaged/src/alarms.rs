@@ -33,6 +33,16 @@ pub fn member_of(key: &[u8]) -> Option<AlarmMember> {
     })
 }
 
+/// The command that raises `alarm` for `member_id` (the quota's NOSPACE, a corruption
+/// check's CORRUPT).
+pub fn raise(member_id: u64, alarm: AlarmType) -> Command {
+    Command::Alarm(AlarmRequest {
+        action: AlarmAction::Activate as i32,
+        member_id,
+        alarm: alarm as i32,
+    })
+}
+
 /// The active alarms, ordered by type then member.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Alarms {

@@ -8,13 +8,10 @@
 //! changes what the hash covers), and members that cannot answer — down, behind the asked
 //! revision, or compacted past it — are left out of that round.
 
-use crate::command::Command;
 use crate::forward::Forwarder;
 use crate::mvcc;
 use crate::node::Node;
-use metastore_proto::etcdserverpb::alarm_request::AlarmAction;
-use metastore_proto::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
-use openraft::async_runtime::WatchReceiver;
+use metastore_proto::etcdserverpb::{AlarmType, HashKvRequest, HashKvResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,14 +48,9 @@ async fn peer_hashes(
 ) -> Vec<(u64, HashKvResponse)> {
     let me = node.identity().member_id;
     let peers: Vec<_> = node
-        .raft()
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .nodes()
-        .filter(|(id, _)| **id != me)
-        .map(|(id, m)| (*id, m.clone()))
+        .members()
+        .into_iter()
+        .filter(|(id, _)| *id != me)
         .collect();
     let mut answers = Vec::new();
     for (id, member) in peers {
@@ -159,12 +151,9 @@ pub async fn periodic_check(node: &Node, forwarder: &Forwarder) -> Result<Vec<u6
             member = format!("{id:x}"),
             "corruption check: history differs"
         );
-        let alarm = Command::Alarm(AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: *id,
-            alarm: AlarmType::Corrupt as i32,
-        });
-        node.write(alarm).await.map_err(|e| e.to_string())?;
+        node.write(crate::alarms::raise(*id, AlarmType::Corrupt))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(corrupt)
 }

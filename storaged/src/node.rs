@@ -16,7 +16,7 @@ use crate::quota::Quota;
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
 use metastore_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmType, DowngradeRequest, DowngradeResponse, LeaseGrantRequest,
+    AlarmMember, AlarmType, DowngradeRequest, DowngradeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RangeRequest, RangeResponse, ResponseHeader,
     TxnRequest, TxnResponse,
@@ -142,6 +142,13 @@ impl Node {
         &self.raft
     }
 
+    /// Every member of the membership this member knows (id and peer URLs), in id order.
+    pub fn members(&self) -> Vec<(u64, Member)> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        membership.nodes().map(|(id, m)| (*id, m.clone())).collect()
+    }
+
     pub fn raft_term(&self) -> u64 {
         self.raft.metrics().borrow_watched().current_term
     }
@@ -198,11 +205,7 @@ impl Node {
     /// refuses a write. Failing to record it only delays capped mode: the write is refused
     /// either way.
     async fn raise_nospace(&self) {
-        let alarm = Command::Alarm(AlarmRequest {
-            action: metastore_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
-            member_id: self.identity.member_id,
-            alarm: AlarmType::Nospace as i32,
-        });
+        let alarm = crate::alarms::raise(self.identity.member_id, AlarmType::Nospace);
         if let Err(e) = self.propose(alarm.into()).await {
             tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
         }

@@ -210,17 +210,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
 
 /// Gives raft a moment to load the membership it stored (up to 2 s; a new member has none).
 async fn wait_for_membership(node: &Node) {
-    use openraft::async_runtime::WatchReceiver;
     for _ in 0..100 {
-        let known = node
-            .raft()
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .nodes()
-            .count();
-        if known > 0 {
+        if !node.members().is_empty() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

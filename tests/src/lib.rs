@@ -130,31 +130,27 @@ impl Etcd {
 
     /// A real etcd whose data is `snapshot` restored with `etcdctl snapshot restore` (the
     /// documented way to bring an etcd snapshot file back).
-    pub fn restored_from(snapshot: &std::path::Path) -> Result<Self> {
-        let etcdctl = which("etcdctl").context("apt-get install -y etcd-client")?;
+    pub fn restored_from(snapshot: &Path) -> Result<Self> {
+        let snapshot = snapshot.to_str().context("snapshot path")?;
         Self::launch(|data_dir, peer| {
-            let out = Command::new(&etcdctl)
-                .env("ETCDCTL_API", "3")
-                .args(["snapshot", "restore"])
-                .arg(snapshot)
-                .arg("--data-dir")
-                .arg(data_dir)
-                .args(["--name", "diff"])
-                .arg(format!("--initial-cluster=diff={peer}"))
-                .arg(format!("--initial-advertise-peer-urls={peer}"))
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "etcdctl snapshot restore failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(())
+            let data_dir = data_dir.to_str().context("data dir")?;
+            etcdctl(&[
+                "snapshot",
+                "restore",
+                snapshot,
+                "--data-dir",
+                data_dir,
+                "--name",
+                "diff",
+                &format!("--initial-cluster=diff={peer}"),
+                &format!("--initial-advertise-peer-urls={peer}"),
+            ])
+            .map(drop)
         })
     }
 
     /// Starts etcd after `prepare` (given the data dir and the peer URL) made its data dir.
-    fn launch(prepare: impl FnOnce(&std::path::Path, &str) -> Result<()>) -> Result<Self> {
+    fn launch(prepare: impl FnOnce(&Path, &str) -> Result<()>) -> Result<Self> {
         let bin = which("etcd")
             .context("the differential tests need a real etcd: apt-get install -y etcd-server")?;
         let dir = tempfile::tempdir()?;

@@ -43,7 +43,7 @@ async fn a_snapshot_is_one_that_real_etcd_restores(d: Deployment) -> Result<()> 
     let file = dir.path().join("snapshot.db");
     let file_arg = file.to_str().context("path")?;
     let endpoint = d.endpoint();
-    etcdctl(&["--endpoints", &endpoint, "snapshot", "save", file_arg])?;
+    save(&endpoint, &file)?;
     let len = std::fs::metadata(&file)?.len();
     assert_eq!(len % 512, 32, "{}: database plus SHA-256", d.case);
 
@@ -91,6 +91,12 @@ async fn history(endpoint: &str) -> Result<()> {
     Ok(())
 }
 
+/// `etcdctl snapshot save` from `endpoint` into `file`.
+fn save(endpoint: &str, file: &Path) -> Result<()> {
+    let file = file.to_str().context("path")?;
+    etcdctl(&["--endpoints", endpoint, "snapshot", "save", file]).map(drop)
+}
+
 /// `metastore-ctl snapshot status` and `etcdctl snapshot status` on the same file, in every
 /// output format.
 fn same_status(file: &Path, what: &str) -> Result<()> {
@@ -116,28 +122,14 @@ async fn snapshot_status_reads_files_of_etcd_and_metastore_as_etcdctl() -> Resul
     let etcd = Etcd::start()?;
     history(&etcd.endpoint()).await?;
     let from_etcd = dir.path().join("etcd.db");
-    let endpoint = etcd.endpoint();
-    etcdctl(&[
-        "--endpoints",
-        &endpoint,
-        "snapshot",
-        "save",
-        from_etcd.to_str().context("path")?,
-    ])?;
+    save(&etcd.endpoint(), &from_etcd)?;
     same_status(&from_etcd, "a real etcd's snapshot")?;
 
     let d = Deployment::start(Case::one("rocksdb"))?;
     d.ready().await?;
     history(&d.endpoint()).await?;
     let ours = dir.path().join("metastore.db");
-    let endpoint = d.endpoint();
-    etcdctl(&[
-        "--endpoints",
-        &endpoint,
-        "snapshot",
-        "save",
-        ours.to_str().context("path")?,
-    ])?;
+    save(&d.endpoint(), &ours)?;
     same_status(&ours, "a MetaStore snapshot")?;
     Ok(())
 }

@@ -34,16 +34,6 @@ pub struct MemberRecord {
     pub is_learner: bool,
 }
 
-/// etcd's revision key: main, `_`, sub (big-endian), and `t` for a deletion.
-pub fn etcd_revision_key(rev: Revision, tombstone: bool) -> Vec<u8> {
-    rev.to_etcd_key(tombstone)
-}
-
-/// Inverse of [`etcd_revision_key`].
-pub fn parse_etcd_revision_key(k: &[u8]) -> Option<(Revision, bool)> {
-    Revision::from_etcd_key(k)
-}
-
 /// Whether a scan goes on after `r`; the first failure is kept in `failure`.
 fn keep(failure: &mut Option<std::io::Error>, r: std::io::Result<()>) -> bool {
     match r {
@@ -126,7 +116,7 @@ fn write_view<W: Write + Seek>(
             bad = Some(format!("bad revision key {k:?}"));
             return false;
         };
-        let key = etcd_revision_key(rev, tombstone);
+        let key = rev.to_etcd_key(tombstone);
         if tombstone {
             // etcd records a deletion as the key alone.
             match KeyValue::decode(v) {
@@ -218,26 +208,9 @@ fn write_view<W: Write + Seek>(
     w.put(b"consistent_index", &applied.to_be_bytes())
         .map_err(io_error)?;
     if compacted > 0 {
-        let rev = etcd_revision_key(Revision::new(compacted, 0), false);
+        let rev = Revision::new(compacted, 0).to_etcd_key(false);
         w.put(b"finishedCompactRev", &rev).map_err(io_error)?;
         w.put(b"scheduledCompactRev", &rev).map_err(io_error)?;
     }
     Ok(w.finish().map_err(io_error)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revision_keys_are_etcds() {
-        let rev = Revision::new(0x0102, 3);
-        let k = etcd_revision_key(rev, false);
-        assert_eq!(k, b"\0\0\0\0\0\0\x01\x02_\0\0\0\0\0\0\0\x03");
-        assert_eq!(parse_etcd_revision_key(&k), Some((rev, false)));
-        let t = etcd_revision_key(rev, true);
-        assert_eq!(t.len(), 18);
-        assert_eq!(parse_etcd_revision_key(&t), Some((rev, true)));
-        assert_eq!(parse_etcd_revision_key(b"short"), None);
-    }
 }

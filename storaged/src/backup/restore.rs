@@ -6,10 +6,10 @@
 //! new cluster restores the same file.
 
 use super::bolt::Reader;
-use super::etcd_db::{EtcdLease, parse_etcd_revision_key};
+use super::etcd_db::EtcdLease;
 use crate::engine::{self, EngineKind, Table};
 use crate::identity::Identity;
-use crate::mvcc::{self, DumpRecord, MvccError, Store};
+use crate::mvcc::{self, DumpRecord, MvccError, Revision, Store};
 use crate::raft::Member;
 use metastore_proto::etcdserverpb::AlarmMember;
 use metastore_proto::mvccpb::KeyValue;
@@ -89,7 +89,6 @@ fn hex(bytes: &[u8]) -> String {
 /// `send` as they are read; returns what was read.
 fn convert(db: &Reader, send: &mut dyn FnMut(DumpRecord) -> bool) -> Result<Restored, String> {
     let mut r = Restored::default();
-    let mut bad: Option<String> = None;
     let (key, lease, meta) = (
         table_index(Table::Key),
         table_index(Table::Lease),
@@ -97,9 +96,8 @@ fn convert(db: &Reader, send: &mut dyn FnMut(DumpRecord) -> bool) -> Result<Rest
     );
     let io = |e: std::io::Error| e.to_string();
     db.for_each(b"key", &mut |k, v| {
-        let Some((rev, tombstone)) = parse_etcd_revision_key(k) else {
-            bad.get_or_insert(format!("bad revision key {k:?}"));
-            return Err(std::io::Error::other("bad key"));
+        let Some((rev, tombstone)) = Revision::from_etcd_key(k) else {
+            return Err(std::io::Error::other(format!("bad revision key {k:?}")));
         };
         let mut kv = KeyValue::decode(v).map_err(std::io::Error::other)?;
         if tombstone {
@@ -141,16 +139,13 @@ fn convert(db: &Reader, send: &mut dyn FnMut(DumpRecord) -> bool) -> Result<Rest
     .map_err(io)?;
     db.for_each(b"meta", &mut |k, v| {
         if k == b"finishedCompactRev"
-            && let Some((rev, _)) = parse_etcd_revision_key(v)
+            && let Some((rev, _)) = Revision::from_etcd_key(v)
         {
             r.compacted = rev.main;
         }
         Ok(())
     })
     .map_err(io)?;
-    if let Some(e) = bad {
-        return Err(e);
-    }
     r.revision = r.revision.max(r.compacted).max(1);
     for (k, v) in [
         (mvcc::META_CURRENT_REV, r.revision as u64),

@@ -186,7 +186,7 @@ mod tests {
         );
         let mut revisions = Vec::new();
         r.for_each(b"key", &mut |k, _| {
-            revisions.push(etcd_db::parse_etcd_revision_key(k).expect("revision key"));
+            revisions.push(crate::mvcc::Revision::from_etcd_key(k).expect("revision key"));
             Ok(())
         })
         .expect("key bucket");

@@ -3,8 +3,7 @@
 //! last record in the `key` bucket, the number of records and the database's size.
 
 use super::bolt::Reader;
-use super::etcd_db::parse_etcd_revision_key;
-use crate::mvcc::Crc32c;
+use crate::mvcc::{Crc32c, Revision};
 use std::io;
 use std::path::Path;
 
@@ -29,7 +28,7 @@ pub fn status(path: &Path) -> io::Result<SnapshotStatus> {
         db.for_each(&name, &mut |k, v| {
             crc.update(k);
             crc.update(v);
-            if is_key && let Some((rev, _)) = parse_etcd_revision_key(k) {
+            if is_key && let Some((rev, _)) = Revision::from_etcd_key(k) {
                 revision = rev.main;
             }
             total_keys += 1;

@@ -82,4 +82,17 @@ mod tests {
         assert_eq!(Revision::from_key(&a.to_key(false)), Some((a, false)));
         assert_eq!(Revision::from_key(b"short"), None);
     }
+
+    #[test]
+    fn etcd_keys_are_etcds() {
+        let rev = Revision::new(0x0102, 3);
+        let k = rev.to_etcd_key(false);
+        assert_eq!(k, b"\0\0\0\0\0\0\x01\x02_\0\0\0\0\0\0\0\x03");
+        assert_eq!(Revision::from_etcd_key(&k), Some((rev, false)));
+        let t = rev.to_etcd_key(true);
+        assert_eq!(t.len(), 18);
+        assert_eq!(Revision::from_etcd_key(&t), Some((rev, true)));
+        assert_eq!(Revision::from_etcd_key(b"short"), None);
+        assert_eq!(Revision::from_etcd_key(&rev.to_key(false)), None);
+    }
 }
