@@ -56,7 +56,7 @@ watch_run() { # endpoint, writes, interactive-input, args...
   local ep=$1 writes=$2 typed=$3; shift 3
   local out="$WORK/watch.$ep"
   if [ -n "$typed" ]; then
-    ( (printf '%b' "$typed"; sleep 3) | ETCDCTL_API=3 timeout 3 etcdctl --endpoints "127.0.0.1:$ep" "$@" >"$out" 2>&1 ) &
+    ( (printf '%b' "$typed"; sleep 5) | ETCDCTL_API=3 timeout 3 etcdctl --endpoints "127.0.0.1:$ep" "$@" >"$out" 2>&1 ) &
   else
     ( ETCDCTL_API=3 timeout 3 etcdctl --endpoints "127.0.0.1:$ep" "$@" >"$out" 2>&1 ) &
   fi
