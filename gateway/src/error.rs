@@ -56,6 +56,28 @@ pub enum Error {
     LeaderFieldMissing,
     /// A Lock whose owner key went away (its lease ended) while it waited.
     LockSessionExpired,
+    AuthNotEnabled,
+    AuthFailed,
+    /// Authenticate with a password for a user added with `no_password` (unmapped in etcd).
+    NoPasswordUser,
+    InvalidAuthToken,
+    PermissionDenied,
+    UserEmpty,
+    UserAlreadyExists,
+    UserNotFound,
+    RoleEmpty,
+    RoleAlreadyExists,
+    RoleNotFound,
+    RootUserNotExist,
+    RootRoleNotExist,
+    RoleNotGranted,
+    PermissionNotGranted,
+    PermissionNotGiven,
+    InvalidAuthMgmt,
+    AuthOldRevision,
+    /// An admin check of Maintenance that failed: etcd 3.4 sends the auth layer's raw text
+    /// with code Unknown there.
+    MaintenanceAuth(&'static str),
     /// An etcd RPC or option MetaStore does not implement yet (what is not supported).
     Unsupported(&'static str),
     /// No storage member could be reached; the detail is logged, not sent.
@@ -172,6 +194,59 @@ impl Error {
             Error::ElectionNoLeader => (Code::Unknown, "election: no leader"),
             Error::LeaderFieldMissing => (Code::Unknown, "\"leader\" field must be provided"),
             Error::LockSessionExpired => (Code::Unknown, "mutex: session is expired"),
+            Error::AuthNotEnabled => (
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            Error::AuthFailed => (
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            Error::NoPasswordUser => (
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
+            ),
+            Error::InvalidAuthToken => (Code::Unauthenticated, "etcdserver: invalid auth token"),
+            Error::PermissionDenied => (Code::PermissionDenied, "etcdserver: permission denied"),
+            Error::UserEmpty => (Code::InvalidArgument, "etcdserver: user name is empty"),
+            Error::UserAlreadyExists => (
+                Code::FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            Error::UserNotFound => (Code::FailedPrecondition, "etcdserver: user name not found"),
+            Error::RoleEmpty => (Code::InvalidArgument, "etcdserver: role name is empty"),
+            Error::RoleAlreadyExists => (
+                Code::FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            Error::RoleNotFound => (Code::FailedPrecondition, "etcdserver: role name not found"),
+            Error::RootUserNotExist => (
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            Error::RootRoleNotExist => (
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            Error::RoleNotGranted => (
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            Error::PermissionNotGranted => (
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            Error::PermissionNotGiven => {
+                (Code::InvalidArgument, "etcdserver: permission not given")
+            }
+            Error::InvalidAuthMgmt => {
+                (Code::InvalidArgument, "etcdserver: invalid auth management")
+            }
+            Error::AuthOldRevision => (
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+            Error::MaintenanceAuth(text) => (Code::Unknown, *text),
             Error::Unsupported(what) => {
                 let text = format!("metastore: {what} is not supported yet");
                 return (Code::Unimplemented, text.into());
@@ -220,6 +295,30 @@ impl Error {
         Status::new(code, self.client_text())
     }
 
+    /// As etcd 3.4's Maintenance service reports a failed admin check: the auth layer's raw
+    /// text, code Unknown. Other errors are unchanged.
+    pub fn in_maintenance(self) -> Self {
+        match self {
+            Error::PermissionDenied => Error::MaintenanceAuth("auth: permission denied"),
+            Error::UserEmpty => Error::MaintenanceAuth("auth: user name is empty"),
+            Error::UserNotFound => Error::MaintenanceAuth("auth: user not found"),
+            Error::InvalidAuthToken => Error::MaintenanceAuth("auth: invalid auth token"),
+            other => other,
+        }
+    }
+
+    /// Whether a watch refused for this error names it as a full gRPC status text (etcd's
+    /// auth refusals, which the Go client matches to refresh its token).
+    fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Error::PermissionDenied
+                | Error::UserEmpty
+                | Error::InvalidAuthToken
+                | Error::AuthOldRevision
+        )
+    }
+
     /// The table from storaged's codes to etcd's errors; `detail` is kept only where it is
     /// logged.
     fn from_code(code: ErrorCode, detail: String) -> Self {
@@ -258,6 +357,24 @@ impl Error {
             ErrorCode::InvalidDowngradeTargetVersion => Error::InvalidDowngradeTargetVersion,
             ErrorCode::DowngradeInProcess => Error::DowngradeInProcess,
             ErrorCode::NoInflightDowngrade => Error::NoInflightDowngrade,
+            ErrorCode::AuthNotEnabled => Error::AuthNotEnabled,
+            ErrorCode::AuthFailed => Error::AuthFailed,
+            ErrorCode::InvalidAuthToken => Error::InvalidAuthToken,
+            ErrorCode::PermissionDenied => Error::PermissionDenied,
+            ErrorCode::UserEmpty => Error::UserEmpty,
+            ErrorCode::UserAlreadyExists => Error::UserAlreadyExists,
+            ErrorCode::UserNotFound => Error::UserNotFound,
+            ErrorCode::RoleEmpty => Error::RoleEmpty,
+            ErrorCode::RoleAlreadyExists => Error::RoleAlreadyExists,
+            ErrorCode::RoleNotFound => Error::RoleNotFound,
+            ErrorCode::RootUserNotExist => Error::RootUserNotExist,
+            ErrorCode::RootRoleNotExist => Error::RootRoleNotExist,
+            ErrorCode::RoleNotGranted => Error::RoleNotGranted,
+            ErrorCode::PermissionNotGranted => Error::PermissionNotGranted,
+            ErrorCode::InvalidAuthMgmt => Error::InvalidAuthMgmt,
+            ErrorCode::AuthOldRevision => Error::AuthOldRevision,
+            ErrorCode::PermissionNotGiven => Error::PermissionNotGiven,
+            ErrorCode::NoPasswordUser => Error::NoPasswordUser,
             // Applied by an earlier attempt whose answer was lost: as unknown to the client.
             ErrorCode::DuplicateRequest => Error::Timeout,
             // A request the gateway's own checks should have refused, a storage failure, or a
@@ -318,8 +435,24 @@ impl From<StorageError> for Error {
     }
 }
 
+/// The status metadata key under which storaged names a domain error of a streaming call
+/// (whose answer cannot carry a `StorageError`).
+pub const STORAGE_ERROR_KEY: &str = "metastore-error-code";
+
 /// Maps a failed call to storaged (transport or status) to a client error.
 pub fn from_upstream(status: &Status) -> Error {
+    let named = status
+        .metadata()
+        .get(STORAGE_ERROR_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok());
+    if let Some(code) = named {
+        return StorageError {
+            code,
+            detail: status.message().to_string(),
+        }
+        .into();
+    }
     let detail = || format!("{:?}: {}", status.code(), status.message());
     match status.code() {
         Code::DeadlineExceeded | Code::Cancelled => Error::Timeout,
@@ -352,6 +485,13 @@ impl WatchRefusal {
             }
             WatchRefusal::GatewayLimit(limit) => {
                 format!("metastore: too many watchers on this gateway (limit {limit})")
+            }
+            WatchRefusal::Failed(e) if e.is_auth() => {
+                format!(
+                    "rpc error: code = {:?} desc = {}",
+                    e.code(),
+                    e.client_text()
+                )
             }
             WatchRefusal::Failed(e) => {
                 e.log_detail();
@@ -428,6 +568,28 @@ mod tests {
         ElectionNoLeader => Unknown, "election: no leader";
         LeaderFieldMissing => Unknown, "\"leader\" field must be provided";
         LockSessionExpired => Unknown, "mutex: session is expired";
+        AuthNotEnabled => FailedPrecondition, "etcdserver: authentication is not enabled";
+        AuthFailed => InvalidArgument,
+            "etcdserver: authentication failed, invalid user ID or password";
+        NoPasswordUser => Unknown,
+            "auth: authentication failed, password was given for no password user";
+        InvalidAuthToken => Unauthenticated, "etcdserver: invalid auth token";
+        PermissionDenied => PermissionDenied, "etcdserver: permission denied";
+        UserEmpty => InvalidArgument, "etcdserver: user name is empty";
+        UserAlreadyExists => FailedPrecondition, "etcdserver: user name already exists";
+        UserNotFound => FailedPrecondition, "etcdserver: user name not found";
+        RoleEmpty => InvalidArgument, "etcdserver: role name is empty";
+        RoleAlreadyExists => FailedPrecondition, "etcdserver: role name already exists";
+        RoleNotFound => FailedPrecondition, "etcdserver: role name not found";
+        RootUserNotExist => FailedPrecondition, "etcdserver: root user does not exist";
+        RootRoleNotExist => FailedPrecondition, "etcdserver: root user does not have root role";
+        RoleNotGranted => FailedPrecondition, "etcdserver: role is not granted to the user";
+        PermissionNotGranted => FailedPrecondition,
+            "etcdserver: permission is not granted to the role";
+        PermissionNotGiven => InvalidArgument, "etcdserver: permission not given";
+        InvalidAuthMgmt => InvalidArgument, "etcdserver: invalid auth management";
+        AuthOldRevision => InvalidArgument, "etcdserver: revision of auth store is old";
+        MaintenanceAuth("auth: permission denied") => Unknown, "auth: permission denied";
         Unsupported("auth") => Unimplemented, "metastore: auth is not supported yet";
         Unavailable(DETAIL.into()) => Unavailable, "metastore: storage unavailable";
         Internal(DETAIL.into()) => Unknown, "metastore: internal error";
@@ -484,6 +646,24 @@ mod tests {
             ErrorCode::InvalidDowngradeTargetVersion => Error::InvalidDowngradeTargetVersion,
             ErrorCode::DowngradeInProcess => Error::DowngradeInProcess,
             ErrorCode::NoInflightDowngrade => Error::NoInflightDowngrade,
+            ErrorCode::AuthNotEnabled => Error::AuthNotEnabled,
+            ErrorCode::AuthFailed => Error::AuthFailed,
+            ErrorCode::InvalidAuthToken => Error::InvalidAuthToken,
+            ErrorCode::PermissionDenied => Error::PermissionDenied,
+            ErrorCode::UserEmpty => Error::UserEmpty,
+            ErrorCode::UserAlreadyExists => Error::UserAlreadyExists,
+            ErrorCode::UserNotFound => Error::UserNotFound,
+            ErrorCode::RoleEmpty => Error::RoleEmpty,
+            ErrorCode::RoleAlreadyExists => Error::RoleAlreadyExists,
+            ErrorCode::RoleNotFound => Error::RoleNotFound,
+            ErrorCode::RootUserNotExist => Error::RootUserNotExist,
+            ErrorCode::RootRoleNotExist => Error::RootRoleNotExist,
+            ErrorCode::RoleNotGranted => Error::RoleNotGranted,
+            ErrorCode::PermissionNotGranted => Error::PermissionNotGranted,
+            ErrorCode::InvalidAuthMgmt => Error::InvalidAuthMgmt,
+            ErrorCode::AuthOldRevision => Error::AuthOldRevision,
+            ErrorCode::PermissionNotGiven => Error::PermissionNotGiven,
+            ErrorCode::NoPasswordUser => Error::NoPasswordUser,
             ErrorCode::Unspecified | ErrorCode::InvalidRequest | ErrorCode::StorageFailure => {
                 return None;
             }
@@ -516,7 +696,7 @@ mod tests {
             }
         }
         // Every named code was seen (the values are dense from 0).
-        assert_eq!(walked, ErrorCode::NoInflightDowngrade as usize + 1);
+        assert_eq!(walked, ErrorCode::NoPasswordUser as usize + 1);
     }
 
     /// Lock and Election answers: every etcd error keeps its text and is sent as Unknown;
@@ -532,6 +712,43 @@ mod tests {
             assert_eq!(status.code(), code, "{name}");
             assert_eq!(status.message(), text, "{name}");
         }
+    }
+
+    /// Maintenance admin refusals carry etcd 3.4's raw auth text; a refused watch names an
+    /// auth error as the full gRPC status text the Go client matches.
+    #[test]
+    fn auth_refusals_in_maintenance_and_watch() {
+        assert_eq!(
+            Error::PermissionDenied
+                .in_maintenance()
+                .to_status()
+                .message(),
+            "auth: permission denied"
+        );
+        assert_eq!(Error::UserEmpty.in_maintenance().code(), Code::Unknown);
+        assert_eq!(Error::Compacted.in_maintenance(), Error::Compacted);
+        assert_eq!(
+            WatchRefusal::Failed(Error::InvalidAuthToken).reason(),
+            "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+        );
+        assert_eq!(
+            WatchRefusal::Failed(Error::AuthOldRevision).reason(),
+            "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old"
+        );
+        assert_eq!(
+            WatchRefusal::Failed(Error::PermissionDenied).reason(),
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+        );
+        // A streaming call's error named in the status metadata keeps its kind.
+        let mut status = Status::unknown("refused");
+        status.metadata_mut().insert(
+            STORAGE_ERROR_KEY,
+            (ErrorCode::PermissionDenied as i32)
+                .to_string()
+                .parse()
+                .expect("ascii"),
+        );
+        assert_eq!(from_upstream(&status), Error::PermissionDenied);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`etcd`]: the etcd gRPC services (thin handlers: check the request with
 //!   `metastore-request`, the checks and classification shared with storaged, then call
 //!   upstream).
+//! - [`caller`]: the client's auth token, carried from its call into every storage request
+//!   (storaged resolves and checks it).
 //! - [`error`]: the one error type and its mapping to etcd's exact gRPC errors.
 //! - [`upstream`]: connections to storaged; [`keepalive`] multiplexes every client's lease
 //!   renewals onto one upstream stream.
@@ -11,6 +13,7 @@
 //!   client's socket and the server (it lets clients whose HTTP/2 `:authority` the server would
 //!   refuse, such as etcdctl 3.4 with `http://` endpoints, through).
 
+pub mod caller;
 pub mod config;
 pub mod error;
 pub mod etcd;

@@ -1,6 +1,8 @@
 //! Listeners and service registration.
 
+use crate::caller::TokenLayer;
 use crate::config::Config;
+use crate::etcd::auth::AuthService;
 use crate::etcd::cluster::ClusterService;
 use crate::etcd::election::ElectionService;
 use crate::etcd::kv::KvService;
@@ -11,6 +13,7 @@ use crate::etcd::watch::WatchService;
 use crate::keepalive::KeepAliveHub;
 use crate::listen::authority::AuthorityFix;
 use crate::upstream::Upstream;
+use metastore_proto::etcdserverpb::auth_server::AuthServer;
 use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
 use metastore_proto::etcdserverpb::lease_server::LeaseServer;
@@ -53,6 +56,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let maintenance_service = std::sync::Arc::new(MaintenanceService::new(upstream.clone()));
     let lock_service = std::sync::Arc::new(LockService::new(upstream.clone()));
     let election_service = std::sync::Arc::new(ElectionService::new(upstream.clone()));
+    let auth_service = std::sync::Arc::new(AuthService::new(upstream.clone()));
     // Announce this gateway's client URLs under its preferred member (again after a
     // failover, or if the first attempts find no leader); unchanged announcements cost no
     // log entry.
@@ -78,6 +82,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .max_decoding_message_size(recv_limit)
             .max_encoding_message_size(usize::MAX);
         let router = tonic::transport::Server::builder()
+            .layer(TokenLayer)
             .add_service(kv)
             .add_service(watch)
             .add_service(LeaseServer::from_arc(lease_service.clone()))
@@ -85,6 +90,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(MaintenanceServer::from_arc(maintenance_service.clone()))
             .add_service(LockServer::from_arc(lock_service.clone()))
             .add_service(ElectionServer::from_arc(election_service.clone()))
+            .add_service(AuthServer::from_arc(auth_service.clone()))
             .add_service(health.clone())
             .add_service(reflection.clone());
         let incoming = TcpIncoming::from(listener)

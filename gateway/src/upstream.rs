@@ -15,6 +15,8 @@
 
 use crate::error::{self, Error};
 use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE, not_sent};
+use metastore_internal_proto::storage::auth_request::Op as AuthOp;
+use metastore_internal_proto::storage::auth_response::Result as AuthResult;
 use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
 use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
@@ -23,10 +25,11 @@ use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
 use metastore_internal_proto::storage::watch_upstream_response::Kind as WatchKind;
 use metastore_internal_proto::storage::{
-    ClusterRequest, Consistency, DefragmentAsk, ErrorCode, GatewayInfo, KvRequest,
-    MemberInfoRequest, MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
-    RenewReply, RequestContext, SnapshotAsk, StatusRequest, StatusResponse, StorageError,
-    WatchProgressAsk, WatchStart, WatchUpstreamRequest, WatchUpstreamResponse,
+    AuthRequest, ClusterRequest, Consistency, DefragmentAsk, ErrorCode, GatewayInfo, HashKvAsk,
+    KvRequest, MemberInfoRequest, MemberInfoResponse, MoveLeaderAsk, PublishGatewayRequest,
+    RenewBatch, RenewReply, RequestContext, SnapshotAsk, StatusRequest, StatusResponse,
+    StorageError, WatchAccess, WatchProgressAsk, WatchStart, WatchUpstreamRequest,
+    WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{
     DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderResponse, ResponseHeader,
@@ -157,7 +160,7 @@ fn revision_of(result: &KvResult) -> i64 {
         KvResult::LeaseLeases(r) => r.header.as_ref(),
         KvResult::Alarm(r) => r.header.as_ref(),
         KvResult::Downgrade(r) => r.header.as_ref(),
-        KvResult::Error(_) => None,
+        KvResult::WatchAccess(_) | KvResult::Error(_) => None,
     };
     header.map_or(0, |h| h.revision)
 }
@@ -271,7 +274,7 @@ impl Upstream {
     fn context(&self, consistency: Consistency) -> RequestContext {
         RequestContext {
             request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
-            caller: String::new(),
+            token: crate::caller::token(),
             consistency: consistency as i32,
             forwarded: false,
             gateway_id: self.gateway_id,
@@ -392,8 +395,15 @@ impl Upstream {
     }
 
     pub async fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, Error> {
+        let ask = HashKvAsk {
+            request: Some(req),
+            context: Some(self.context(Consistency::Serializable)),
+        };
         let reply = self
-            .on_member(|mut c| async move { c.hash_kv(req).await.map(tonic::Response::into_inner) })
+            .on_member(|mut c| {
+                let ask = ask.clone();
+                async move { c.hash_kv(ask).await.map(tonic::Response::into_inner) }
+            })
             .await?;
         if let Some(e) = reply.error {
             storage_failure(e)?;
@@ -405,11 +415,13 @@ impl Upstream {
 
     /// Defragments the member this gateway prefers (as etcd defragments the member asked).
     pub async fn defragment(&self) -> Result<DefragmentResponse, Error> {
+        let ask = DefragmentAsk {
+            context: Some(self.context(Consistency::Serializable)),
+        };
         let reply = self
-            .on_member(|mut c| async move {
-                c.defragment(DefragmentAsk {})
-                    .await
-                    .map(tonic::Response::into_inner)
+            .on_member(|mut c| {
+                let ask = ask.clone();
+                async move { c.defragment(ask).await.map(tonic::Response::into_inner) }
             })
             .await?;
         if let Some(e) = reply.error {
@@ -428,7 +440,10 @@ impl Upstream {
         let mut last = None;
         for step in 0..n {
             let mut client = self.members[(start + step) % n].streams.clone();
-            match client.snapshot(SnapshotAsk {}).await {
+            let ask = SnapshotAsk {
+                context: Some(self.context(Consistency::Serializable)),
+            };
+            match client.snapshot(ask).await {
                 Ok(stream) => return Ok(stream.into_inner()),
                 Err(status) if not_sent(&status) => last = Some(status),
                 Err(status) => return Err(error::from_upstream(&status)),
@@ -454,6 +469,34 @@ impl Upstream {
         reply
             .response
             .ok_or_else(|| Error::Internal("empty move-leader response".into()))
+    }
+
+    /// One Auth RPC (changes and Authenticate run on the leader; storaged forwards them).
+    pub async fn auth(&self, op: AuthOp) -> Result<AuthResult, Error> {
+        let request = AuthRequest {
+            context: Some(self.context(Consistency::Linearizable)),
+            op: Some(op),
+        };
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let response = self
+                .on_member_from(self.leader_hint(), |mut c| {
+                    let request = request.clone();
+                    async move { c.auth(request).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            match response.result {
+                // Nothing was proposed: ask again once a leader is elected.
+                Some(AuthResult::Error(e))
+                    if e.code == ErrorCode::NoLeader as i32 && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                }
+                Some(AuthResult::Error(e)) => return Err(e.into()),
+                Some(r) => return Ok(r),
+                None => return Err(Error::Internal("empty auth response".into())),
+            }
+        }
     }
 
     pub async fn cluster(&self, op: ClusterOp) -> Result<ClusterResult, Error> {
@@ -563,6 +606,20 @@ impl Upstream {
     /// Context of one batch of renewals.
     pub fn renew_context(&self) -> RequestContext {
         self.context(Consistency::Linearizable)
+    }
+
+    /// Whether the caller may watch `[key, range_end)`; any member answers.
+    pub async fn watch_access(&self, key: &[u8], range_end: &[u8]) -> Result<(), Error> {
+        let access = WatchAccess {
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+        };
+        match self.kv(Op::WatchAccess(access)).await? {
+            KvResult::WatchAccess(_) => Ok(()),
+            other => Err(Error::Internal(format!(
+                "storage answered a watch access check with {other:?}"
+            ))),
+        }
     }
 
     /// One KV or lease request, routed and retried by its class.

@@ -76,6 +76,11 @@ pub fn classify(op: &Op) -> Class {
         Op::Alarm(_) => Class::WRITE,
         Op::Downgrade(d) if d.action == DowngradeAction::Validate as i32 => Class::LEADER_READ,
         Op::Downgrade(_) => Class::WRITE,
+        // Checked against the serving member's auth store, as etcd checks a watch.
+        Op::WatchAccess(_) => Class {
+            access: Access::Read { serializable: true },
+            idempotent: true,
+        },
     }
 }
 

@@ -83,7 +83,8 @@ pub fn op(op: &Op, limits: &Limits) -> Result<(), Invalid> {
         | Op::LeaseTimeToLive(_)
         | Op::LeaseLeases(_)
         | Op::Alarm(_)
-        | Op::Downgrade(_) => Ok(()),
+        | Op::Downgrade(_)
+        | Op::WatchAccess(_) => Ok(()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What a raft log entry carries: a [`Proposal`] (a [`Command`] and, for client requests,
 //! where it came from), and its wire form (the internal protobuf `RaftCommand`).
 
-use metastore_internal_proto::storage::{GatewayInfo, RaftCommand, RequestOrigin};
+use metastore_internal_proto::storage::auth_change::Change as AuthChange;
+use metastore_internal_proto::storage::{AuthInfo, GatewayInfo, RaftCommand, RequestOrigin};
 use metastore_proto::etcdserverpb::downgrade_request::DowngradeAction;
 use metastore_proto::etcdserverpb::{
     AlarmRequest, CompactionRequest, DeleteRangeRequest, DowngradeRequest, PutRequest, TxnRequest,
@@ -45,6 +46,8 @@ pub enum Command {
     Alarm(AlarmRequest),
     /// A downgrade enabled (`Some` target, as X.Y.0) or cancelled (see [`crate::downgrade`]).
     Downgrade(Option<String>),
+    /// A change of the auth store (see [`crate::auth`]); passwords arrive hashed.
+    Auth(AuthChange),
 }
 
 impl std::fmt::Display for Command {
@@ -78,7 +81,25 @@ impl std::fmt::Display for Command {
             ),
             Command::Downgrade(Some(v)) => write!(f, "downgrade to {v} enabled"),
             Command::Downgrade(None) => write!(f, "downgrade cancelled"),
+            Command::Auth(c) => write!(f, "auth {}", auth_change_name(c)),
         }
+    }
+}
+
+fn auth_change_name(c: &AuthChange) -> &'static str {
+    match c {
+        AuthChange::Enable(_) => "enable",
+        AuthChange::Disable(_) => "disable",
+        AuthChange::UserAdd(_) => "user-add",
+        AuthChange::UserDelete(_) => "user-delete",
+        AuthChange::UserChangePassword(_) => "user-change-password",
+        AuthChange::UserGrantRole(_) => "user-grant-role",
+        AuthChange::UserRevokeRole(_) => "user-revoke-role",
+        AuthChange::RoleAdd(_) => "role-add",
+        AuthChange::RoleDelete(_) => "role-delete",
+        AuthChange::RoleGrantPermission(_) => "role-grant-permission",
+        AuthChange::RoleRevokePermission(_) => "role-revoke-permission",
+        AuthChange::Token(_) => "token",
     }
 }
 
@@ -95,6 +116,9 @@ pub struct Origin {
 pub struct Proposal {
     /// Set for client requests (when the caller named itself); internal duties carry none.
     pub origin: Option<Origin>,
+    /// Set for client requests: who asks, checked when the entry is applied. `None` for the
+    /// members' own entries.
+    pub auth: Option<AuthInfo>,
     pub command: Command,
 }
 
@@ -115,6 +139,7 @@ impl From<Command> for Proposal {
     fn from(command: Command) -> Self {
         Proposal {
             origin: None,
+            auth: None,
             command,
         }
     }
@@ -138,7 +163,8 @@ impl Proposal {
             | Command::MemberStarted { .. }
             | Command::Alarm(_) => 24,
             Command::Downgrade(v) => 8 + v.as_ref().map_or(0, String::len),
-        }
+            Command::Auth(_) => self.command.to_proto().encoded_len(),
+        } + self.auth.as_ref().map_or(0, |a| a.user.len() + 12)
     }
 
     pub fn to_proto(&self) -> RaftCommand {
@@ -147,6 +173,7 @@ impl Proposal {
             gateway_id: o.gateway,
             request_id: o.request,
         });
+        msg.auth = self.auth.clone();
         msg
     }
 
@@ -157,6 +184,7 @@ impl Proposal {
         });
         Ok(Proposal {
             origin,
+            auth: msg.auth.take(),
             command: Command::from_proto(msg)?,
         })
     }
@@ -202,9 +230,13 @@ impl Command {
                 } as i32,
                 version: target.clone().unwrap_or_default(),
             }),
+            Command::Auth(c) => C::AuthChange(metastore_internal_proto::storage::AuthChange {
+                change: Some(c.clone()),
+            }),
         };
         RaftCommand {
             command: Some(command),
+            auth: None,
             origin: None,
         }
     }
@@ -239,6 +271,9 @@ impl Command {
             Some(C::Downgrade(d)) => Command::Downgrade(
                 (d.action == DowngradeAction::Enable as i32).then_some(d.version),
             ),
+            Some(C::AuthChange(c)) => {
+                Command::Auth(c.change.ok_or_else(|| "empty auth change".to_string())?)
+            }
             None => return Err("empty raft command".to_string()),
         })
     }

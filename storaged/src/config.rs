@@ -92,6 +92,16 @@ pub struct Args {
     /// [default: 3.4.0].
     #[arg(long, env = "METASTORE_ETCD_VERSION")]
     pub etcd_version: Option<String>,
+    /// Auth token kind: `simple` (random tokens made through raft, valid on every member,
+    /// dropped on restart) [default: simple].
+    #[arg(long, env = "METASTORE_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
+    /// Seconds a simple token stays valid without being used [default: 300].
+    #[arg(long, env = "METASTORE_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
+    /// bcrypt cost of stored passwords, 4 to 31 [default: 10].
+    #[arg(long, env = "METASTORE_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -120,6 +130,7 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// The periodic corruption check's interval, when it is on.
     pub corrupt_check_interval: Option<Duration>,
+    pub auth: crate::auth::AuthOptions,
     pub log_level: String,
 }
 
@@ -158,6 +169,9 @@ impl Args {
             experimental_corrupt_check_time: self
                 .experimental_corrupt_check_time
                 .or(file.experimental_corrupt_check_time),
+            auth_token: self.auth_token.or(file.auth_token),
+            auth_token_ttl: self.auth_token_ttl.or(file.auth_token_ttl),
+            bcrypt_cost: self.bcrypt_cost.or(file.bcrypt_cost),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -166,6 +180,7 @@ impl Args {
     pub fn resolve(self) -> Result<Config, String> {
         let file: Args = metastore_cli::load_yaml(self.config.as_deref())?;
         let a = self.or(file);
+        let auth = auth_options(&a)?;
         let name = a.name.unwrap_or_else(|| "default".into());
         let engine: EngineKind = a.engine.as_deref().unwrap_or("rocksdb").parse()?;
         let data_dir = a
@@ -250,6 +265,7 @@ impl Args {
                 .ok_or_else(|| format!("--etcd-version {s:?}: expected a version like 3.4.0"))?,
         };
         Ok(Config {
+            auth,
             etcd_version,
             initial_corrupt_check: a.experimental_initial_corrupt_check.unwrap_or(false),
             corrupt_check_interval,
@@ -272,4 +288,28 @@ impl Args {
             log_level: a.log_level.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+fn auth_options(a: &Args) -> Result<crate::auth::AuthOptions, String> {
+    match a.auth_token.as_deref().unwrap_or("simple") {
+        "simple" => {}
+        other if other.starts_with("jwt") => {
+            return Err(format!(
+                "--auth-token {other:?}: JWT tokens are not supported yet (see docs/limitations.md); use simple"
+            ));
+        }
+        other => return Err(format!("--auth-token {other:?}: expected simple")),
+    }
+    let bcrypt_cost = a.bcrypt_cost.unwrap_or(10);
+    if !(4..=31).contains(&bcrypt_cost) {
+        return Err(format!("--bcrypt-cost {bcrypt_cost}: expected 4 to 31"));
+    }
+    let ttl = a.auth_token_ttl.unwrap_or(300);
+    if ttl == 0 {
+        return Err("--auth-token-ttl 0: expected a number of seconds above 0".into());
+    }
+    Ok(crate::auth::AuthOptions {
+        bcrypt_cost,
+        token_ttl: Duration::from_secs(ttl),
+    })
 }

@@ -11,6 +11,7 @@
 use crate::forward::Forwarder;
 use crate::mvcc;
 use crate::node::Node;
+use metastore_internal_proto::storage::HashKvAsk;
 use metastore_proto::etcdserverpb::{AlarmType, HashKvRequest, HashKvResponse};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,10 @@ async fn peer_hashes(
         let Ok(mut client) = forwarder.client(&member) else {
             continue;
         };
-        let call = client.hash_kv(HashKvRequest { revision });
+        let call = client.hash_kv(HashKvAsk {
+            request: Some(HashKvRequest { revision }),
+            context: None,
+        });
         match tokio::time::timeout(PEER_TIMEOUT, call).await {
             Ok(Ok(reply)) => match reply.into_inner() {
                 reply if reply.error.is_none() => {

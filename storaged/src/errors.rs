@@ -1,6 +1,7 @@
 //! The one mapping from storaged's errors to the internal error codes gateways receive
 //! (the gateway alone turns them into etcd's client-visible text).
 
+use crate::auth::AuthError;
 use crate::cluster::MembershipError;
 use crate::mvcc::MvccError;
 use crate::node::NodeError;
@@ -48,8 +49,46 @@ fn mvcc_code(e: &MvccError) -> ErrorCode {
         MvccError::InvalidDowngradeTargetVersion => ErrorCode::InvalidDowngradeTargetVersion,
         MvccError::DowngradeInProcess => ErrorCode::DowngradeInProcess,
         MvccError::NoInflightDowngrade => ErrorCode::NoInflightDowngrade,
+        MvccError::Auth(a) => auth_code(a),
         MvccError::Corrupt(_) | MvccError::Engine(_) => ErrorCode::StorageFailure,
     }
+}
+
+fn auth_code(e: &AuthError) -> ErrorCode {
+    match e {
+        AuthError::NotEnabled => ErrorCode::AuthNotEnabled,
+        AuthError::AuthFailed => ErrorCode::AuthFailed,
+        AuthError::NoPasswordUser => ErrorCode::NoPasswordUser,
+        AuthError::InvalidToken => ErrorCode::InvalidAuthToken,
+        AuthError::PermissionDenied => ErrorCode::PermissionDenied,
+        AuthError::UserEmpty => ErrorCode::UserEmpty,
+        AuthError::UserAlreadyExists => ErrorCode::UserAlreadyExists,
+        AuthError::UserNotFound => ErrorCode::UserNotFound,
+        AuthError::RoleEmpty => ErrorCode::RoleEmpty,
+        AuthError::RoleAlreadyExists => ErrorCode::RoleAlreadyExists,
+        AuthError::RoleNotFound => ErrorCode::RoleNotFound,
+        AuthError::RootUserNotExist => ErrorCode::RootUserNotExist,
+        AuthError::RootRoleNotExist => ErrorCode::RootRoleNotExist,
+        AuthError::RoleNotGranted => ErrorCode::RoleNotGranted,
+        AuthError::PermissionNotGranted => ErrorCode::PermissionNotGranted,
+        AuthError::PermissionNotGiven => ErrorCode::PermissionNotGiven,
+        AuthError::InvalidAuthMgmt => ErrorCode::InvalidAuthMgmt,
+        AuthError::OldRevision => ErrorCode::AuthOldRevision,
+        AuthError::Corrupt(_) => ErrorCode::StorageFailure,
+    }
+}
+
+/// The status metadata key naming a domain error of a streaming call (the gateway reads it).
+pub const STORAGE_ERROR_KEY: &str = "metastore-error-code";
+
+/// A domain error of a call whose answer is a stream, as a status naming its code.
+pub fn error_status(e: &NodeError) -> tonic::Status {
+    let err = storage_error(e);
+    let mut status = tonic::Status::unknown(err.detail);
+    if let Ok(v) = err.code.to_string().parse() {
+        status.metadata_mut().insert(STORAGE_ERROR_KEY, v);
+    }
+    status
 }
 
 pub fn membership_error(e: &MembershipError) -> StorageError {

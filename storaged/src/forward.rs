@@ -7,7 +7,8 @@ use crate::raft::Member;
 use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
-    ClusterRequest, KvRequest, MoveLeaderAsk, PublishGatewayRequest, RenewBatch, RequestContext,
+    AuthRequest, ClusterRequest, KvRequest, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
+    RequestContext,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -65,7 +66,8 @@ envelope!(
     ClusterRequest,
     PublishGatewayRequest,
     MoveLeaderAsk,
-    RenewBatch
+    RenewBatch,
+    AuthRequest
 );
 
 /// Why leader work did not complete.

@@ -24,6 +24,7 @@
 //! members before a data dir is created (a joining member's cluster id, no second bootstrap).
 
 pub mod alarms;
+pub mod auth;
 pub mod backup;
 pub mod bootstrap;
 pub mod cluster;

@@ -7,6 +7,7 @@
 //! [`NodeError::NotLeader`] on a follower; the service forwards it.
 
 use crate::alarms::Alarms;
+use crate::auth::{Auth, AuthError};
 use crate::command::{Command, Proposal};
 use crate::downgrade::{self, Decision, Version};
 use crate::identity::Identity;
@@ -15,6 +16,7 @@ use crate::mvcc::{self, MvccError, Store};
 use crate::quota::Quota;
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
+use metastore_internal_proto::storage::AuthInfo;
 use metastore_proto::etcdserverpb::{
     AlarmMember, AlarmType, DowngradeRequest, DowngradeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
@@ -27,6 +29,9 @@ use openraft::errors::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+/// How long a member waits to apply the entry that made a simple token it is shown.
+const TOKEN_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -85,6 +90,8 @@ pub struct NodeOptions {
     pub quota: Quota,
     /// The etcd version this member reports (Status, cluster version for Downgrade).
     pub etcd_version: Version,
+    /// The auth layer the state machine applies to.
+    pub auth: Arc<Auth>,
 }
 
 pub struct Node {
@@ -105,6 +112,7 @@ pub struct Node {
     read_ready: AtomicBool,
     quota: Quota,
     etcd_version: Version,
+    auth: Arc<Auth>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -127,6 +135,29 @@ impl Node {
             read_ready: AtomicBool::new(false),
             quota: options.quota,
             etcd_version: options.etcd_version,
+            auth: options.auth,
+        }
+    }
+
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.auth
+    }
+
+    /// Who a request with `token` runs as (see [`Auth::identify`]). A simple token made by an
+    /// entry this member has not applied yet is waited for, briefly.
+    pub async fn identify(&self, token: &str) -> Result<AuthInfo, NodeError> {
+        let deadline = tokio::time::Instant::now() + TOKEN_APPLY_WAIT;
+        loop {
+            match self.auth.identify(token) {
+                Err(AuthError::InvalidToken)
+                    if crate::auth::tokens::index_of(token)
+                        .is_some_and(|i| i > self.store.applied_index())
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                other => return other.map_err(|e| NodeError::Mvcc(e.into())),
+            }
         }
     }
 
@@ -243,7 +274,7 @@ impl Node {
 
     /// Confirms with a quorum that this member leads and that everything committed before now
     /// is applied locally.
-    async fn linearize(&self) -> Result<(), NodeError> {
+    pub async fn linearize(&self) -> Result<(), NodeError> {
         self.confirm(ReadPolicy::ReadIndex).await
     }
 
@@ -356,8 +387,17 @@ impl Node {
         })
     }
 
-    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
-        let Applied::Lease { revision } = self.write(Command::LeaseRevoke { id }).await? else {
+    pub async fn lease_revoke(
+        &self,
+        id: i64,
+        who: Option<AuthInfo>,
+    ) -> Result<LeaseRevokeResponse, NodeError> {
+        let revoke = Proposal {
+            origin: None,
+            auth: who,
+            command: Command::LeaseRevoke { id },
+        };
+        let Applied::Lease { revision } = self.write(revoke).await? else {
             return Err(NodeError::Task("unexpected lease revoke result".into()));
         };
         self.lessor.forget(id);
@@ -450,7 +490,7 @@ impl Node {
             return false;
         }
         for id in self.lessor.expired() {
-            match self.lease_revoke(id).await {
+            match self.lease_revoke(id, None).await {
                 Ok(_) | Err(NodeError::Mvcc(MvccError::LeaseNotFound)) => self.lessor.forget(id),
                 Err(e) => tracing::warn!(lease = id, error = %e, "lease expiry failed"),
             }

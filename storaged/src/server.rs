@@ -53,9 +53,10 @@ async fn start_raft(
     identity: &Identity,
     store: Arc<Store>,
     log: LogStore,
+    auth: Arc<crate::auth::Auth>,
 ) -> Result<Raft, String> {
     let fresh = log.is_empty().map_err(|e| format!("raft log: {e}"))?;
-    let sm = StateMachineStore::open(store, &cfg.data_dir)
+    let sm = StateMachineStore::open(store, &cfg.data_dir, auth)
         .map_err(|e| format!("state machine: {e}"))?
         .with_failpoints(identity.member_id, &identity.name);
     let raft = Raft::new(
@@ -111,11 +112,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         Store::open_observed(opened.engine, Some(hub.clone()))
             .map_err(|e| format!("cannot open store: {e}"))?,
     );
+    let auth = Arc::new(crate::auth::Auth::new(cfg.auth));
     let raft = start_raft(
         &cfg,
         &identity,
         store.clone(),
         LogStore::new(opened.log).with_failpoints(identity.member_id),
+        auth.clone(),
     )
     .await?;
     tracing::info!(
@@ -138,6 +141,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout_ms),
         quota: cfg.quota,
         etcd_version: cfg.etcd_version,
+        auth,
     };
     let node = Arc::new(Node::new(identity, store, raft.clone(), options));
     let gateways = Arc::new(Gateways::new(node.clone(), cfg.gateway_publication_ttl));

@@ -4,6 +4,7 @@
 
 use crate::node::Node;
 use metastore_internal_proto::storage::WatchUpstreamResponse;
+use metastore_internal_proto::storage::auth_response::Result as AuthResult;
 use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::watch_upstream_response::Kind;
@@ -71,7 +72,7 @@ impl Headed for KvResult {
             KvResult::LeaseLeases(x) => &mut x.header,
             KvResult::Alarm(x) => &mut x.header,
             KvResult::Downgrade(x) => &mut x.header,
-            KvResult::Error(_) => return None,
+            KvResult::WatchAccess(_) | KvResult::Error(_) => return None,
         })
     }
 }
@@ -85,6 +86,31 @@ impl Headed for ClusterResult {
             ClusterResult::MemberUpdate(x) => &mut x.header,
             ClusterResult::MemberPromote(x) => &mut x.header,
             ClusterResult::Error(_) => return None,
+        })
+    }
+}
+
+impl Headed for AuthResult {
+    fn header(&mut self) -> Option<&mut Option<ResponseHeader>> {
+        Some(match self {
+            AuthResult::Enable(x) => &mut x.header,
+            AuthResult::Disable(x) => &mut x.header,
+            AuthResult::Status(x) => &mut x.header,
+            AuthResult::Authenticate(x) => &mut x.header,
+            AuthResult::UserAdd(x) => &mut x.header,
+            AuthResult::UserGet(x) => &mut x.header,
+            AuthResult::UserList(x) => &mut x.header,
+            AuthResult::UserDelete(x) => &mut x.header,
+            AuthResult::UserChangePassword(x) => &mut x.header,
+            AuthResult::UserGrantRole(x) => &mut x.header,
+            AuthResult::UserRevokeRole(x) => &mut x.header,
+            AuthResult::RoleAdd(x) => &mut x.header,
+            AuthResult::RoleGet(x) => &mut x.header,
+            AuthResult::RoleList(x) => &mut x.header,
+            AuthResult::RoleDelete(x) => &mut x.header,
+            AuthResult::RoleGrantPermission(x) => &mut x.header,
+            AuthResult::RoleRevokePermission(x) => &mut x.header,
+            AuthResult::Error(_) => return None,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! A client request applied once is never applied again ([`crate::dedup`]).
 
 use crate::alarms::{self, Alarms};
+use crate::auth::{self, Auth, AuthApplied};
 use crate::command::{Command, Origin, Proposal};
 use crate::dedup::Dedup;
 use crate::mvcc::KvView as _;
@@ -36,22 +37,27 @@ pub enum Applied {
     Recorded,
     /// An alarm was raised or cleared: the alarms the answer lists.
     Alarm(Vec<AlarmMember>),
+    /// The auth store changed (or a token was made).
+    Auth(AuthApplied),
 }
 
 pub struct StateMachine {
     store: Arc<Store>,
     dedup: Mutex<Dedup>,
     alarms: Mutex<Alarms>,
+    auth: Arc<Auth>,
 }
 
 impl StateMachine {
-    pub fn new(store: Arc<Store>) -> Result<Self, MvccError> {
+    pub fn new(store: Arc<Store>, auth: Arc<Auth>) -> Result<Self, MvccError> {
         let dedup = Mutex::new(load_dedup(&store)?);
         let alarms = Mutex::new(Alarms::load(&store)?);
+        auth.load(&store)?;
         Ok(Self {
             store,
             dedup,
             alarms,
+            auth,
         })
     }
 
@@ -60,6 +66,7 @@ impl StateMachine {
     pub fn reload(&self) -> Result<(), MvccError> {
         *self.dedup.lock() = load_dedup(&self.store)?;
         *self.alarms.lock() = Alarms::load(&self.store)?;
+        self.auth.load(&self.store)?;
         Ok(())
     }
 
@@ -87,16 +94,21 @@ impl StateMachine {
     ) -> Result<Result<Applied, MvccError>, MvccError> {
         let mut dedup = self.dedup.lock();
         let mut alarms = self.alarms.lock();
+        let mut entry = Entry {
+            index,
+            alarms: &mut alarms,
+            auth: &self.auth,
+        };
         self.store.apply_entry(index, raft_state, |w| {
             if let Some(origin) = proposal.origin {
                 if dedup.seen(origin) {
                     return Err(MvccError::Duplicate);
                 }
-                let applied = execute(w, &mut alarms, &proposal.command)?;
+                let applied = entry.execute(w, proposal)?;
                 remember(w, &mut dedup, origin, index);
                 return Ok(applied);
             }
-            execute(w, &mut alarms, &proposal.command)
+            entry.execute(w, proposal)
         })
     }
 }
@@ -129,63 +141,87 @@ fn check(cmd: &Command) -> Result<(), MvccError> {
     Ok(())
 }
 
-/// Runs one command inside the entry's write transaction.
-fn execute(w: &mut WriteTxn<'_>, alarms: &mut Alarms, cmd: &Command) -> Result<Applied, MvccError> {
-    check(cmd)?;
-    if let Some(refused) = alarms.refusal(cmd) {
-        return Err(refused);
-    }
-    match cmd {
-        Command::Put(r) => w.apply_put(r).map(Applied::Put),
-        Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
-        Command::Txn(r) => w.apply_txn(r).map(Applied::Txn),
-        Command::Compact(r) => w.apply_compact(r).map(Applied::Compact),
-        Command::LeaseGrant { id, ttl } => w.grant_lease(*id, *ttl).map(|()| Applied::Lease {
-            revision: w.visible_revision(),
-        }),
-        Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
-            revision: w.visible_revision(),
-        }),
-        Command::LeaseCheckpoint(c) => {
-            for &(id, remaining) in c {
-                w.checkpoint_lease(id, remaining);
-            }
-            Ok(Applied::Lease {
+/// What applying one entry works with beside its write transaction.
+struct Entry<'a> {
+    index: u64,
+    alarms: &'a mut Alarms,
+    auth: &'a Auth,
+}
+
+impl Entry<'_> {
+    /// Runs one command inside the entry's write transaction.
+    fn execute(&mut self, w: &mut WriteTxn<'_>, proposal: &Proposal) -> Result<Applied, MvccError> {
+        let cmd = &proposal.command;
+        check(cmd)?;
+        if let Some(refused) = self.alarms.refusal(cmd) {
+            return Err(refused);
+        }
+        auth::check::command(&self.auth.state(), proposal.auth.as_ref(), cmd, w.leases())?;
+        let alarms = &mut *self.alarms;
+        match cmd {
+            Command::Put(r) => w.apply_put(r).map(Applied::Put),
+            Command::DeleteRange(r) => w.apply_delete_range(r).map(Applied::DeleteRange),
+            Command::Txn(r) => w.apply_txn(r).map(Applied::Txn),
+            Command::Compact(r) => w.apply_compact(r).map(Applied::Compact),
+            Command::LeaseGrant { id, ttl } => w.grant_lease(*id, *ttl).map(|()| Applied::Lease {
                 revision: w.visible_revision(),
-            })
-        }
-        Command::PublishGateway {
-            member_id,
-            client_urls,
-        } => {
-            let (key, value) = crate::publication::record(*member_id, client_urls);
-            w.put_meta(key, value);
-            Ok(Applied::Recorded)
-        }
-        Command::WithdrawGateway { client_urls } => {
-            w.delete_meta(crate::publication::record(0, client_urls).0);
-            Ok(Applied::Recorded)
-        }
-        Command::MemberStarted { member_id } => {
-            w.put_meta(crate::publication::started_key(*member_id), vec![1]);
-            Ok(Applied::Recorded)
-        }
-        Command::Alarm(r) => {
-            let (listed, change) = alarms.apply(r);
-            match change {
-                Some(alarms::Change::Put(k)) => w.put_meta(k, Vec::new()),
-                Some(alarms::Change::Delete(k)) => w.delete_meta(k),
-                None => {}
+            }),
+            Command::LeaseRevoke { id } => w.revoke_lease(*id).map(|()| Applied::Lease {
+                revision: w.visible_revision(),
+            }),
+            Command::LeaseCheckpoint(c) => {
+                for &(id, remaining) in c {
+                    w.checkpoint_lease(id, remaining);
+                }
+                Ok(Applied::Lease {
+                    revision: w.visible_revision(),
+                })
             }
-            Ok(Applied::Alarm(listed))
-        }
-        Command::Downgrade(target) => {
-            let key = crate::downgrade::META_KEY.to_vec();
-            match target {
-                Some(v) => w.put_meta(key, v.clone().into_bytes()),
-                None => w.delete_meta(key),
+            Command::PublishGateway {
+                member_id,
+                client_urls,
+            } => {
+                let (key, value) = crate::publication::record(*member_id, client_urls);
+                w.put_meta(key, value);
+                Ok(Applied::Recorded)
             }
-            Ok(Applied::Recorded)
+            Command::WithdrawGateway { client_urls } => {
+                w.delete_meta(crate::publication::record(0, client_urls).0);
+                Ok(Applied::Recorded)
+            }
+            Command::MemberStarted { member_id } => {
+                w.put_meta(crate::publication::started_key(*member_id), vec![1]);
+                Ok(Applied::Recorded)
+            }
+            Command::Alarm(r) => {
+                let (listed, change) = alarms.apply(r);
+                match change {
+                    Some(alarms::Change::Put(k)) => w.put_meta(k, Vec::new()),
+                    Some(alarms::Change::Delete(k)) => w.delete_meta(k),
+                    None => {}
+                }
+                Ok(Applied::Alarm(listed))
+            }
+            Command::Downgrade(target) => {
+                let key = crate::downgrade::META_KEY.to_vec();
+                match target {
+                    Some(v) => w.put_meta(key, v.clone().into_bytes()),
+                    None => w.delete_meta(key),
+                }
+                Ok(Applied::Recorded)
+            }
+            Command::Auth(change) => {
+                let (applied, writes) =
+                    self.auth
+                        .apply(self.index, proposal.auth.as_ref(), change)?;
+                for (key, value) in writes {
+                    match value {
+                        Some(v) => w.put_meta(key, v),
+                        None => w.delete_meta(key),
+                    }
+                }
+                Ok(Applied::Auth(applied))
+            }
         }
     }
 }
@@ -216,7 +252,8 @@ mod tests {
 
     fn machine(kind: EngineKind, dir: &std::path::Path) -> (Arc<Store>, StateMachine) {
         let store = Arc::new(Store::open(open(kind, dir).expect("engine").engine).expect("store"));
-        let sm = StateMachine::new(store.clone()).expect("state machine");
+        let sm = StateMachine::new(store.clone(), Arc::new(Auth::new(Default::default())))
+            .expect("state machine");
         (store, sm)
     }
 
@@ -340,6 +377,7 @@ mod tests {
             });
             let p = Proposal {
                 origin,
+                auth: None,
                 command: put("k"),
             };
             sm.apply(1, &p).expect("engine").expect("first");
@@ -349,10 +387,12 @@ mod tests {
             let engine = store.shared_engine();
             drop((sm, store));
             let store = Arc::new(Store::open(engine).expect("reopen"));
-            let sm = StateMachine::new(store.clone()).expect("sm");
+            let sm = StateMachine::new(store.clone(), Arc::new(Auth::new(Default::default())))
+                .expect("sm");
             let third = sm.apply(3, &p).expect("engine");
             assert!(matches!(third, Err(MvccError::Duplicate)), "{kind:?}");
             let other = Proposal {
+                auth: None,
                 origin: Some(Origin {
                     gateway: 42,
                     request: 8,

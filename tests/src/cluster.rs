@@ -189,7 +189,10 @@ impl Cluster {
         let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
         let mut client = StorageClient::connect(url).await?;
         let reply = client
-            .hash_kv(HashKvRequest { revision })
+            .hash_kv(metastore_internal_proto::storage::HashKvAsk {
+                request: Some(HashKvRequest { revision }),
+                context: None,
+            })
             .await?
             .into_inner();
         match reply.response {
@@ -204,7 +207,10 @@ impl Cluster {
         use metastore_internal_proto::storage::{DefragmentAsk, StatusRequest};
         let url = format!("http://127.0.0.1:{}", self.members[i].storage_port);
         let mut client = StorageClient::connect(url).await?;
-        let reply = client.defragment(DefragmentAsk {}).await?.into_inner();
+        let reply = client
+            .defragment(DefragmentAsk::default())
+            .await?
+            .into_inner();
         if let Some(e) = reply.error {
             bail!("member {i}: defragment failed: {e:?}");
         }

@@ -275,7 +275,7 @@ impl GiveUpOnDrop {
 impl Drop for GiveUpOnDrop {
     fn drop(&mut self) {
         if let Some((up, t)) = self.armed.take() {
-            tokio::spawn(async move {
+            crate::caller::spawn(async move {
                 if let Err(e) = txn(&up, t).await {
                     tracing::debug!(error = %e, "giving up an abandoned claim failed");
                 }

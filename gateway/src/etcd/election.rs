@@ -150,7 +150,7 @@ impl Election for ElectionService {
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
         let up = self.upstream.clone();
-        tokio::spawn(async move {
+        crate::caller::spawn(async move {
             if let Err(e) = observe(&up, &name, &tx).await {
                 tracing::debug!(error = %e, "election observer ended");
             }

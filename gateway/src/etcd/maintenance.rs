@@ -52,12 +52,21 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Ok(Response::new(self.upstream.defragment().await?))
+        let answer = self
+            .upstream
+            .defragment()
+            .await
+            .map_err(Error::in_maintenance)?;
+        Ok(Response::new(answer))
     }
 
     /// The hash of every stored revision (what HashKV at the current revision hashes).
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let resp = self.upstream.hash_kv(HashKvRequest { revision: 0 }).await?;
+        let resp = self
+            .upstream
+            .hash_kv(HashKvRequest { revision: 0 })
+            .await
+            .map_err(Error::in_maintenance)?;
         Ok(Response::new(HashResponse {
             header: resp.header,
             hash: resp.hash,
@@ -68,9 +77,12 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        Ok(Response::new(
-            self.upstream.hash_kv(request.into_inner()).await?,
-        ))
+        let answer = self
+            .upstream
+            .hash_kv(request.into_inner())
+            .await
+            .map_err(Error::in_maintenance)?;
+        Ok(Response::new(answer))
     }
 
     type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
@@ -81,7 +93,11 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let mut upstream = self.upstream.snapshot().await?;
+        let mut upstream = self
+            .upstream
+            .snapshot()
+            .await
+            .map_err(Error::in_maintenance)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {

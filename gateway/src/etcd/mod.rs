@@ -13,6 +13,7 @@ macro_rules! expect_result {
     };
 }
 
+pub mod auth;
 pub mod cluster;
 mod concurrency;
 pub mod election;

@@ -38,6 +38,8 @@ pub enum MvccError {
     DowngradeInProcess,
     #[error("no inflight downgrade job")]
     NoInflightDowngrade,
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -49,6 +51,11 @@ impl MvccError {
     /// rather than decide differently from the others. Every other error is a domain outcome
     /// that every member reaches the same way from the same entry.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, MvccError::Engine(_) | MvccError::Corrupt(_))
+        matches!(
+            self,
+            MvccError::Engine(_)
+                | MvccError::Corrupt(_)
+                | MvccError::Auth(crate::auth::AuthError::Corrupt(_))
+        )
     }
 }

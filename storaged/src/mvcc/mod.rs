@@ -36,7 +36,7 @@ pub use error::MvccError;
 pub use hash::{Crc32c, hash_kv};
 pub use history::History;
 pub use key_range::KeyRange;
-pub use lease::{LeaseRecord, MAX_LEASE_TTL, decode_lease, encode_lease};
+pub use lease::{LeaseRecord, Leases, MAX_LEASE_TTL, decode_lease, encode_lease};
 pub use ops::{is_read_only_txn, txn_read_only};
 pub use revision::Revision;
 pub use store::{CommitObserver, DumpRecord, DumpSink, KvView, ReadTxn, Store, WriteTxn};

@@ -119,7 +119,7 @@ impl DumpSink for SnapshotSink<'_> {
 impl StateMachineStore {
     /// Opens the state machine on `store`. If the snapshot file is ahead of the store (always
     /// so for the memory engine after a restart), the store is loaded from it first.
-    pub fn open(store: Arc<Store>, dir: &Path) -> io::Result<Self> {
+    pub fn open(store: Arc<Store>, dir: &Path, auth: Arc<crate::auth::Auth>) -> io::Result<Self> {
         let mut applied = read_applied(&store)?;
         let file = SnapshotFile::new(dir);
         file.remove_leftovers()?;
@@ -136,7 +136,7 @@ impl StateMachineStore {
             }
         }
         Ok(Self {
-            machine: StateMachine::new(store.clone()).map_err(io_err)?,
+            machine: StateMachine::new(store.clone(), auth).map_err(io_err)?,
             store,
             applied,
             file,

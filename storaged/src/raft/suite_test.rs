@@ -18,7 +18,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().expect("tempdir");
         let opened = open(self.0, dir.path()).expect("open engine");
         let store = Arc::new(Store::open(opened.engine).expect("open store"));
-        let sm = StateMachineStore::open(store, dir.path()).expect("open state machine");
+        let sm = StateMachineStore::open(
+            store,
+            dir.path(),
+            std::sync::Arc::new(crate::auth::Auth::new(Default::default())),
+        )
+        .expect("open state machine");
         Ok((dir, LogStore::new(opened.log), sm))
     }
 }

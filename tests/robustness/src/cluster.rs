@@ -431,7 +431,10 @@ impl Cluster {
         let mut client = self.storage_client(i).await?;
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
-            client.hash_kv(HashKvRequest { revision }),
+            client.hash_kv(metastore_internal_proto::storage::HashKvAsk {
+                request: Some(HashKvRequest { revision }),
+                context: None,
+            }),
         )
         .await
         .context("hash_kv timed out")??

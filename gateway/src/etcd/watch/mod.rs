@@ -78,7 +78,7 @@ impl Watch for WatchService {
             ended_tx,
             ended_rx,
         };
-        tokio::spawn(session.run(request.into_inner()));
+        crate::caller::spawn(session.run(request.into_inner()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -120,6 +120,10 @@ impl Session {
             self.next_id += 1;
             self.next_id - 1
         };
+        // etcd checks READ on the watched range when the watcher is created.
+        if let Err(e) = self.upstream.watch_access(&c.key, &c.range_end).await {
+            return self.refuse(WatchRefusal::Failed(e)).await;
+        }
         if self.watchers.len() >= self.limits.per_stream {
             let limit = self.limits.per_stream;
             return self.refuse(WatchRefusal::StreamLimit(limit)).await;
@@ -150,7 +154,7 @@ impl Session {
             next_rev: 0,
             sent_since_tick: false,
         };
-        let handle = tokio::spawn(task.run(asks_rx, created_tx));
+        let handle = crate::caller::spawn(task.run(asks_rx, created_tx));
         // Creates are answered in order: wait for this one's `created` before the next request.
         match created_rx.await {
             Ok(Ok(())) => {

@@ -1,25 +1,31 @@
 //! The internal storage gRPC service: check the request, call the node (here or, through
 //! [`Forwarder::on_leader`], on the leader), map the error, stamp the header.
 
+mod auth;
+
+use crate::auth::check;
+use crate::auth::perms::Need;
 use crate::backup::snapshot::SnapshotFile;
 use crate::cluster::{self, MembershipError};
 use crate::command::{Command, Origin, Proposal};
-use crate::errors::{membership_error, storage_error};
+use crate::errors::{error_status, membership_error, storage_error};
 use crate::forward::{Client, Forwarder};
 use crate::gateways::Gateways;
 use crate::keepalive::Renewer;
 use crate::mvcc::{self, MvccError};
 use crate::node::{Node, NodeError};
-use crate::stamp::Stamp;
+use crate::stamp::{Headed, Stamp};
 use crate::state_machine::Applied;
 use crate::watch::{self, WatchHub};
 use futures::{Stream, StreamExt};
+use metastore_internal_proto::storage::auth_response::Result as AuthResult;
 use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
 use metastore_internal_proto::storage::cluster_response::Result as ClusterResult;
 use metastore_internal_proto::storage::kv_request::Op;
 use metastore_internal_proto::storage::kv_response::Result as KvResult;
 use metastore_internal_proto::storage::storage_server::Storage;
 use metastore_internal_proto::storage::watch_upstream_request::Request as WatchAsk;
+use metastore_internal_proto::storage::{AuthInfo, AuthRequest, AuthResponse, HashKvAsk};
 use metastore_internal_proto::storage::{
     ClusterRequest, ClusterResponse, DefragmentAsk, DefragmentReply, HashKvReply, MoveLeaderAsk,
     MoveLeaderReply, PublishGatewayRequest, PublishGatewayResponse, SnapshotAsk, StatusRequest,
@@ -30,8 +36,7 @@ use metastore_internal_proto::storage::{
     RenewReply, RequestContext, StorageError, WatchUpstreamRequest, WatchUpstreamResponse,
 };
 use metastore_proto::etcdserverpb::{
-    AlarmResponse, DefragmentResponse, HashKvRequest, MoveLeaderResponse, ResponseHeader,
-    SnapshotResponse,
+    AlarmResponse, DefragmentResponse, MoveLeaderResponse, ResponseHeader, SnapshotResponse,
 };
 use metastore_request::{Limits, classify, validate};
 use std::pin::Pin;
@@ -72,6 +77,23 @@ impl StorageService {
         Stamp::of(&self.node)
     }
 
+    /// Runs `read` after checking the caller with `allowed`, and refuses its answer if the
+    /// auth store changed meanwhile (as etcd does).
+    async fn checked_read<T>(
+        &self,
+        who: &AuthInfo,
+        allowed: impl FnOnce(&crate::auth::state::AuthState) -> Result<(), crate::auth::AuthError>,
+        read: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        allowed(&self.node.auth().state()).map_err(MvccError::from)?;
+        let answer = read.await?;
+        let state = self.node.auth().state();
+        if state.enabled && who.revision != 0 && who.revision != state.revision {
+            return Err(MvccError::from(crate::auth::AuthError::OldRevision).into());
+        }
+        Ok(answer)
+    }
+
     async fn execute(&self, op: Op, ctx: &RequestContext) -> Result<KvResult, NodeError> {
         let node = &self.node;
         let class = classify(&op);
@@ -79,20 +101,42 @@ impl StorageService {
             gateway: ctx.gateway_id,
             request: ctx.request_id,
         });
-        let write = |command| Proposal { origin, command };
+        let who = node.identify(&ctx.token).await?;
+        let write = |command| Proposal {
+            origin,
+            auth: Some(who.clone()),
+            command,
+        };
         let min_revision = ctx.min_revision;
         Ok(match op {
-            Op::Range(r) => KvResult::Range(node.range(r, min_revision).await?),
+            Op::Range(r) => {
+                let allowed = |s: &_| check::range(s, &who, &r);
+                let read = node.range(r.clone(), min_revision);
+                KvResult::Range(self.checked_read(&who, allowed, read).await?)
+            }
             Op::Txn(t) if !class.is_write() => {
-                KvResult::Txn(node.read_txn(t, class.serializable(), min_revision).await?)
+                let allowed = |s: &_| check::txn(s, &who, &t, None);
+                let read = node.read_txn(t.clone(), class.serializable(), min_revision);
+                KvResult::Txn(self.checked_read(&who, allowed, read).await?)
+            }
+            Op::WatchAccess(w) => {
+                let state = node.auth().state();
+                check::keys(&state, &who, Need::Read, &w.key, &w.range_end)
+                    .map_err(MvccError::from)?;
+                KvResult::WatchAccess(w)
             }
             Op::Txn(t) => applied(node.write(write(Command::Txn(t))).await?),
             Op::Put(p) => applied(node.write(write(Command::Put(p))).await?),
             Op::DeleteRange(d) => applied(node.write(write(Command::DeleteRange(d))).await?),
             Op::Compact(c) => applied(node.write(write(Command::Compact(c))).await?),
             Op::LeaseGrant(r) => KvResult::LeaseGrant(node.lease_grant(r).await?),
-            Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id).await?),
-            Op::LeaseTimeToLive(r) => KvResult::LeaseTimeToLive(node.lease_time_to_live(&r).await?),
+            Op::LeaseRevoke(r) => KvResult::LeaseRevoke(node.lease_revoke(r.id, Some(who)).await?),
+            Op::LeaseTimeToLive(r) => {
+                let answer = node.lease_time_to_live(&r).await?;
+                check::lease_keys_readable(&node.auth().state(), &who, &answer.keys)
+                    .map_err(MvccError::from)?;
+                KvResult::LeaseTimeToLive(answer)
+            }
             Op::LeaseLeases(_) => KvResult::LeaseLeases(node.lease_leases().await?),
             Op::Downgrade(r) => KvResult::Downgrade(node.downgrade(r).await?),
             Op::Alarm(r) => {
@@ -134,6 +178,18 @@ impl StorageService {
     }
 }
 
+impl StorageService {
+    /// etcd's admin check for the caller with `token` (passes while auth is off).
+    async fn require_admin(&self, token: &str) -> Result<(), NodeError> {
+        let who = self.node.identify(token).await?;
+        self.node
+            .auth()
+            .state()
+            .require_admin(Some(&who))
+            .map_err(|e| MvccError::from(e).into())
+    }
+}
+
 /// What etcd lets a learner serve: a serializable Range.
 fn is_serializable_range(op: &Op) -> bool {
     matches!(op, Op::Range(r) if r.serializable)
@@ -149,7 +205,7 @@ fn applied(a: Applied) -> KvResult {
             header: None,
             alarms,
         }),
-        Applied::Recorded => KvResult::Error(StorageError {
+        Applied::Recorded | Applied::Auth(_) => KvResult::Error(StorageError {
             code: ErrorCode::StorageFailure as i32,
             detail: "cluster metadata change reached the KV path".into(),
         }),
@@ -250,8 +306,18 @@ impl Storage for StorageService {
         let node = &self.node;
         // Any member lists the members; the rest changes membership on the leader.
         let leader_work = !matches!(op, ClusterOp::MemberList(_));
-        let op = &op;
+        // Clients' membership changes need root; members publish their names themselves.
+        let admin = leader_work && !matches!(op, ClusterOp::PublishName(_));
+        let token = req
+            .context
+            .as_ref()
+            .map(|c| c.token.clone())
+            .unwrap_or_default();
+        let (op, token) = (&op, &token);
         let here = move || async move {
+            if admin {
+                self.require_admin(token).await?;
+            }
             if leader_work {
                 node.require_leader()?;
             }
@@ -314,11 +380,17 @@ impl Storage for StorageService {
         }))
     }
 
-    async fn hash_kv(
-        &self,
-        request: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvReply>, Status> {
-        let revision = request.into_inner().revision;
+    async fn hash_kv(&self, request: Request<HashKvAsk>) -> Result<Response<HashKvReply>, Status> {
+        let ask = request.into_inner();
+        let revision = ask.request.map_or(0, |r| r.revision);
+        if let Some(ctx) = &ask.context {
+            if let Err(e) = self.require_admin(&ctx.token).await {
+                return Ok(Response::new(HashKvReply {
+                    response: None,
+                    error: Some(storage_error(&e)),
+                }));
+            }
+        }
         let store = self.node.store().clone();
         let result = tokio::task::spawn_blocking(move || mvcc::hash_kv(&store, revision))
             .await
@@ -344,8 +416,12 @@ impl Storage for StorageService {
     /// view (writes go on), then sent in chunks and followed by its SHA-256.
     async fn snapshot(
         &self,
-        _request: Request<SnapshotAsk>,
+        request: Request<SnapshotAsk>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let token = request.into_inner().context.unwrap_or_default().token;
+        self.require_admin(&token)
+            .await
+            .map_err(|e| error_status(&e))?;
         let (node, dir) = (self.node.clone(), self.scratch_dir.clone());
         let members = cluster::member_records(&node);
         let version = node.etcd_version().cluster().to_string();
@@ -369,8 +445,15 @@ impl Storage for StorageService {
     /// Reclaims unused engine space on this member; reads and writes go on meanwhile.
     async fn defragment(
         &self,
-        _request: Request<DefragmentAsk>,
+        request: Request<DefragmentAsk>,
     ) -> Result<Response<DefragmentReply>, Status> {
+        let token = request.into_inner().context.unwrap_or_default().token;
+        if let Err(e) = self.require_admin(&token).await {
+            return Ok(Response::new(DefragmentReply {
+                response: None,
+                error: Some(storage_error(&e)),
+            }));
+        }
         let store = self.node.store().clone();
         let result = tokio::task::spawn_blocking(move || store.engine().defragment())
             .await
@@ -433,6 +516,37 @@ impl Storage for StorageService {
     ) -> Result<Response<RenewReply>, Status> {
         let renewer = Renewer::new(self.node.clone(), self.forwarder.clone());
         Ok(Response::new(renewer.renew(request.into_inner()).await))
+    }
+
+    async fn auth(&self, request: Request<AuthRequest>) -> Result<Response<AuthResponse>, Status> {
+        let req = request.into_inner();
+        let Some(op) = req.op.clone() else {
+            return Err(Status::invalid_argument("empty auth request"));
+        };
+        let ctx = req.context.clone().unwrap_or_default();
+        let (op, ctx) = (&op, &ctx);
+        let here = move || async move {
+            let mut result = self.auth_op(op.clone(), ctx).await?;
+            if let Some(header) = result.header() {
+                *header = self.stamp().at(self.node.store().current_revision());
+            }
+            Ok::<_, NodeError>(result)
+        };
+        let there = |mut client: Client, req| async move {
+            Ok(client.auth(req).await?.into_inner().result)
+        };
+        let result = match self
+            .forwarder
+            .on_leader(req, move || async move { here().await.map(Some) }, there)
+            .await
+        {
+            Ok(Some(result)) => result,
+            Ok(None) => return Err(Status::internal("empty forwarded auth response")),
+            Err(f) => AuthResult::Error(storage_error(&f.into_error())),
+        };
+        Ok(Response::new(AuthResponse {
+            result: Some(result),
+        }))
     }
 
     async fn member_info(
