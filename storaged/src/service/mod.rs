@@ -383,13 +383,13 @@ impl Storage for StorageService {
     async fn hash_kv(&self, request: Request<HashKvAsk>) -> Result<Response<HashKvReply>, Status> {
         let ask = request.into_inner();
         let revision = ask.request.map_or(0, |r| r.revision);
-        if let Some(ctx) = &ask.context {
-            if let Err(e) = self.require_admin(&ctx.token).await {
-                return Ok(Response::new(HashKvReply {
-                    response: None,
-                    error: Some(storage_error(&e)),
-                }));
-            }
+        if let Some(ctx) = &ask.context
+            && let Err(e) = self.require_admin(&ctx.token).await
+        {
+            return Ok(Response::new(HashKvReply {
+                response: None,
+                error: Some(storage_error(&e)),
+            }));
         }
         let store = self.node.store().clone();
         let result = tokio::task::spawn_blocking(move || mvcc::hash_kv(&store, revision))
