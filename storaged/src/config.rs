@@ -93,7 +93,9 @@ pub struct Args {
     #[arg(long, env = "METASTORE_ETCD_VERSION")]
     pub etcd_version: Option<String>,
     /// Auth token kind: `simple` (random tokens made through raft, valid on every member,
-    /// dropped on restart) [default: simple].
+    /// dropped on restart) or `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m`
+    /// (signed tokens every member with the public key accepts, etcd's options; sign methods
+    /// RS*, PS*, ES256, ES384, HS*, EdDSA) [default: simple].
     #[arg(long, env = "METASTORE_AUTH_TOKEN")]
     pub auth_token: Option<String>,
     /// Seconds a simple token stays valid without being used [default: 300].
@@ -291,15 +293,24 @@ impl Args {
 }
 
 fn auth_options(a: &Args) -> Result<crate::auth::AuthOptions, String> {
-    match a.auth_token.as_deref().unwrap_or("simple") {
-        "simple" => {}
-        other if other.starts_with("jwt") => {
-            return Err(format!(
-                "--auth-token {other:?}: JWT tokens are not supported yet (see docs/limitations.md); use simple"
-            ));
-        }
-        other => return Err(format!("--auth-token {other:?}: expected simple")),
-    }
+    let jwt = match a.auth_token.as_deref().unwrap_or("simple") {
+        "simple" => None,
+        "jwt" => return Err(
+            "--auth-token jwt: needs its options (jwt,pub-key=...,priv-key=...,sign-method=...)"
+                .into(),
+        ),
+        other => match other.strip_prefix("jwt,") {
+            Some(options) => Some(std::sync::Arc::new(
+                crate::auth::jwt::JwtKeys::parse(options)
+                    .map_err(|e| format!("--auth-token jwt: {e}"))?,
+            )),
+            None => {
+                return Err(format!(
+                    "--auth-token {other:?}: expected simple or jwt,..."
+                ));
+            }
+        },
+    };
     let bcrypt_cost = a.bcrypt_cost.unwrap_or(10);
     if !(4..=31).contains(&bcrypt_cost) {
         return Err(format!("--bcrypt-cost {bcrypt_cost}: expected 4 to 31"));
@@ -311,5 +322,6 @@ fn auth_options(a: &Args) -> Result<crate::auth::AuthOptions, String> {
     Ok(crate::auth::AuthOptions {
         bcrypt_cost,
         token_ttl: Duration::from_secs(ttl),
+        jwt,
     })
 }

@@ -112,7 +112,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         Store::open_observed(opened.engine, Some(hub.clone()))
             .map_err(|e| format!("cannot open store: {e}"))?,
     );
-    let auth = Arc::new(crate::auth::Auth::new(cfg.auth));
+    let auth = Arc::new(crate::auth::Auth::new(cfg.auth.clone()));
     let raft = start_raft(
         &cfg,
         &identity,

@@ -8,15 +8,18 @@
 //! when applied.
 
 pub mod check;
+pub mod jwt;
 pub mod perms;
 pub mod state;
 pub mod tokens;
 
 use crate::mvcc::{MvccError, Store};
+use jwt::JwtKeys;
 use metastore_internal_proto::storage::AuthInfo;
 use metastore_internal_proto::storage::auth_change::Change;
 use parking_lot::{RwLock, RwLockReadGuard};
 use state::{AuthState, Invalidate, MetaWrite, Outcome};
+use std::sync::Arc;
 use std::time::Duration;
 use tokens::Tokens;
 
@@ -65,12 +68,14 @@ pub enum AuthError {
 }
 
 /// Settings of the auth layer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AuthOptions {
     /// bcrypt cost of stored password hashes (`--bcrypt-cost`).
     pub bcrypt_cost: u32,
     /// Idle time after which a simple token is dropped (`--auth-token-ttl`).
     pub token_ttl: Duration,
+    /// `--auth-token jwt,...`: signed tokens instead of simple ones.
+    pub jwt: Option<Arc<JwtKeys>>,
 }
 
 impl Default for AuthOptions {
@@ -78,6 +83,7 @@ impl Default for AuthOptions {
         Self {
             bcrypt_cost: 10,
             token_ttl: Duration::from_secs(300),
+            jwt: None,
         }
     }
 }
@@ -113,8 +119,8 @@ impl Auth {
         }
     }
 
-    pub fn options(&self) -> AuthOptions {
-        self.options
+    pub fn options(&self) -> &AuthOptions {
+        &self.options
     }
 
     /// Reads the auth store from `store` (at start, and after a snapshot replaced it).
@@ -134,6 +140,11 @@ impl Auth {
     pub fn identify(&self, token: &str) -> Result<AuthInfo, AuthError> {
         if token.is_empty() {
             return Ok(anonymous());
+        }
+        if let Some(jwt) = &self.options.jwt {
+            // A JWT names the auth revision its password was checked at.
+            let (user, revision) = jwt.verify(token).ok_or(AuthError::InvalidToken)?;
+            return Ok(AuthInfo { user, revision });
         }
         let user = self.tokens.user_of(token).ok_or(AuthError::InvalidToken)?;
         Ok(AuthInfo {

@@ -114,6 +114,14 @@ impl StorageService {
             if !matches {
                 return Err(auth_err(AuthError::AuthFailed));
             }
+            if let Some(jwt) = &self.node.auth().options().jwt {
+                // Signed here; any member with the public key verifies it, no entry needed.
+                let token = jwt.sign(&r.name, revision).map_err(NodeError::Task)?;
+                return Ok(pb::AuthenticateResponse {
+                    header: None,
+                    token,
+                });
+            }
             let grant = Change::Token(TokenGrant {
                 user: r.name.clone(),
                 prefix: random_prefix(),
