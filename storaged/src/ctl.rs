@@ -81,13 +81,14 @@ fn restore(a: RestoreArgs) -> Result<(), String> {
     };
     let r = metastore_storaged::backup::restore::restore(&options)?;
     eprintln!(
-        "restored snapshot into {} ({engine}): revision {}, compacted at {}, {} records, {} leases, {} alarms",
+        "restored snapshot into {} ({engine}): revision {}, compacted at {}, {} records, {} leases, {} alarms, {} auth records",
         data_dir.display(),
         r.revision,
         r.compacted,
         r.records,
         r.leases,
-        r.alarms
+        r.alarms,
+        r.auth_records
     );
     Ok(())
 }

@@ -21,6 +21,59 @@ const ROLE_PREFIX: &[u8] = b"auth/role/";
 
 pub const ROOT: &str = "root";
 
+/// etcd's backend buckets for the auth store (snapshot files): the enabled flag and the
+/// revision in `auth`, users and roles (the same `authpb` records) by name.
+pub const ETCD_AUTH_BUCKET: &[u8] = b"auth";
+pub const ETCD_USERS_BUCKET: &[u8] = b"authUsers";
+pub const ETCD_ROLES_BUCKET: &[u8] = b"authRoles";
+const ETCD_ENABLED: &[u8] = b"authEnabled";
+const ETCD_REVISION: &[u8] = b"authRevision";
+
+/// The etcd bucket and key of one of the auth store's metadata keys.
+pub fn etcd_record_of(meta_key: &[u8]) -> Option<(&'static [u8], Vec<u8>)> {
+    if meta_key == ENABLED_KEY {
+        Some((ETCD_AUTH_BUCKET, ETCD_ENABLED.to_vec()))
+    } else if meta_key == REVISION_KEY {
+        Some((ETCD_AUTH_BUCKET, ETCD_REVISION.to_vec()))
+    } else if let Some(name) = meta_key.strip_prefix(USER_PREFIX) {
+        Some((ETCD_USERS_BUCKET, name.to_vec()))
+    } else {
+        let name = meta_key.strip_prefix(ROLE_PREFIX)?;
+        Some((ETCD_ROLES_BUCKET, name.to_vec()))
+    }
+}
+
+/// The metadata key of an etcd auth bucket's record, after checking its value decodes as
+/// etcd's record; `Ok(None)` for records the store does not keep.
+pub fn meta_key_of(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        format!("{what} {:?}: {e}", String::from_utf8_lossy(key))
+    };
+    Ok(match bucket {
+        ETCD_AUTH_BUCKET if key == ETCD_ENABLED => {
+            if value.len() != 1 {
+                return Err(bad("auth flag", &"not one byte"));
+            }
+            Some(ENABLED_KEY.to_vec())
+        }
+        ETCD_AUTH_BUCKET if key == ETCD_REVISION => {
+            if value.len() != 8 {
+                return Err(bad("auth revision", &"not 8 bytes"));
+            }
+            Some(REVISION_KEY.to_vec())
+        }
+        ETCD_USERS_BUCKET => {
+            User::decode(value).map_err(|e| bad("user", &e))?;
+            Some([USER_PREFIX, key].concat())
+        }
+        ETCD_ROLES_BUCKET => {
+            Role::decode(value).map_err(|e| bad("role", &e))?;
+            Some([ROLE_PREFIX, key].concat())
+        }
+        _ => None,
+    })
+}
+
 /// A metadata write: a value to store, or `None` to remove the key.
 pub type MetaWrite = (Vec<u8>, Option<Vec<u8>>);
 

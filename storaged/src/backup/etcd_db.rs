@@ -74,6 +74,46 @@ pub fn write<W: Write + Seek>(
     done.ok_or_else(|| MvccError::Corrupt("no snapshot view".into()))
 }
 
+/// The auth store's buckets (`auth`, `authRoles`, `authUsers`): the same records as etcd's.
+fn write_auth<W: Write + Seek>(view: &dyn ReadView, w: &mut Writer<W>) -> Result<(), MvccError> {
+    use crate::auth::state::{self, ETCD_AUTH_BUCKET, ETCD_ROLES_BUCKET, ETCD_USERS_BUCKET};
+    let mut records: Vec<(&'static [u8], Vec<u8>, Vec<u8>)> = Vec::new();
+    view.scan(Table::Meta, state::META_PREFIX, None, &mut |k, v| {
+        if !k.starts_with(state::META_PREFIX) {
+            return false;
+        }
+        if let Some((bucket, key)) = state::etcd_record_of(k) {
+            records.push((bucket, key, v.to_vec()));
+        }
+        true
+    })?;
+    // A store that never had auth: etcd's defaults (off, revision 1).
+    if !records
+        .iter()
+        .any(|r| r.0 == ETCD_AUTH_BUCKET && r.1 == b"authEnabled")
+    {
+        records.push((ETCD_AUTH_BUCKET, b"authEnabled".to_vec(), vec![0]));
+    }
+    if !records
+        .iter()
+        .any(|r| r.0 == ETCD_AUTH_BUCKET && r.1 == b"authRevision")
+    {
+        records.push((
+            ETCD_AUTH_BUCKET,
+            b"authRevision".to_vec(),
+            1u64.to_be_bytes().to_vec(),
+        ));
+    }
+    records.sort();
+    for bucket in [ETCD_AUTH_BUCKET, ETCD_ROLES_BUCKET, ETCD_USERS_BUCKET] {
+        w.bucket(bucket).map_err(io_error)?;
+        for (_, k, v) in records.iter().filter(|r| r.0 == bucket) {
+            w.put(k, v).map_err(io_error)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_view<W: Write + Seek>(
     view: &dyn ReadView,
     members: &[MemberRecord],
@@ -99,12 +139,7 @@ fn write_view<W: Write + Seek>(
         w.put(k, b"").map_err(io_error)?;
     }
 
-    w.bucket(b"auth").map_err(io_error)?;
-    w.put(b"authEnabled", &[0]).map_err(io_error)?;
-    w.put(b"authRevision", &1u64.to_be_bytes())
-        .map_err(io_error)?;
-    w.bucket(b"authRoles").map_err(io_error)?;
-    w.bucket(b"authUsers").map_err(io_error)?;
+    write_auth(view, &mut w)?;
     w.bucket(b"cluster").map_err(io_error)?;
     w.put(b"clusterVersion", cluster_version.as_bytes())
         .map_err(io_error)?;

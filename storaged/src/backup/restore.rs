@@ -39,6 +39,8 @@ pub struct Restored {
     pub records: u64,
     pub leases: u64,
     pub alarms: u64,
+    /// Users, roles, the auth flag and revision.
+    pub auth_records: u64,
 }
 
 fn table_index(t: Table) -> u8 {
@@ -137,6 +139,25 @@ fn convert(db: &Reader, send: &mut dyn FnMut(DumpRecord) -> bool) -> Result<Rest
         Ok(())
     })
     .map_err(io)?;
+    for bucket in [
+        crate::auth::state::ETCD_AUTH_BUCKET,
+        crate::auth::state::ETCD_ROLES_BUCKET,
+        crate::auth::state::ETCD_USERS_BUCKET,
+    ] {
+        db.for_each(bucket, &mut |k, v| {
+            let Some(key) =
+                crate::auth::state::meta_key_of(bucket, k, v).map_err(std::io::Error::other)?
+            else {
+                return Ok(());
+            };
+            r.auth_records += 1;
+            if !send((meta, key, v.to_vec())) {
+                return Err(std::io::Error::other("restore stopped"));
+            }
+            Ok(())
+        })
+        .map_err(io)?;
+    }
     db.for_each(b"meta", &mut |k, v| {
         if k == b"finishedCompactRev"
             && let Some((rev, _)) = Revision::from_etcd_key(v)
