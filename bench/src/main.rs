@@ -27,6 +27,9 @@ struct Args {
     /// Distinct keys written or read.
     #[arg(long, default_value_t = 10_000)]
     key_space: usize,
+    /// Authenticate every client as `name:password` (auth on).
+    #[arg(long)]
+    user: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -72,7 +75,7 @@ async fn fill(
         let (endpoints, value) = (endpoints.to_vec(), value.to_vec());
         let clients = clients.max(1);
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&endpoints, None).await?;
+            let mut c = connect(&endpoints).await?;
             for b in (w..batches).step_by(clients) {
                 let ops: Vec<TxnOp> = (b * BATCH..((b + 1) * BATCH).min(total))
                     .map(|i| TxnOp::put(key(i, key_size), value.clone(), None))
@@ -93,6 +96,19 @@ async fn fill(
     Ok(())
 }
 
+/// `--user`, set once at start.
+static USER: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+
+/// A client of `endpoints`, logged in as `--user` when given.
+async fn connect(endpoints: &[String]) -> Result<Client> {
+    let options = USER
+        .get()
+        .cloned()
+        .flatten()
+        .map(|(name, password)| etcd_client::ConnectOptions::new().with_user(name, password));
+    Ok(Client::connect(endpoints, options).await?)
+}
+
 fn key(i: usize, size: usize) -> Vec<u8> {
     let mut k = format!("{i:0size$}").into_bytes();
     k.truncate(size.max(1));
@@ -102,10 +118,20 @@ fn key(i: usize, size: usize) -> Vec<u8> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let user = match &args.user {
+        Some(u) => {
+            let (name, password) = u
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--user: expected name:password"))?;
+            Some((name.to_string(), password.to_string()))
+        }
+        None => None,
+    };
+    let _ = USER.set(user);
     let endpoints: Vec<String> = args.endpoints.split(',').map(String::from).collect();
     let value = vec![b'v'; args.val_size];
     if let Cmd::Range { .. } = args.cmd {
-        let mut c = Client::connect(&endpoints, None).await?;
+        let mut c = connect(&endpoints).await?;
         for i in 0..args.key_space.min(args.total) {
             c.put(key(i, args.key_size), value.clone(), None).await?;
         }
@@ -127,7 +153,7 @@ async fn main() -> Result<()> {
         let value = value.clone();
         let (cmd, key_size, key_space) = (args.cmd, args.key_size, args.key_space);
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&endpoints, None).await?;
+            let mut c = connect(&endpoints).await?;
             let mut lat = Vec::with_capacity(per_client);
             let mut seed = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             for _ in 0..per_client {
@@ -199,7 +225,7 @@ async fn watch_bench(
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(streams.max(1));
     for s in 0..streams {
         let n = PER_STREAM.min(watchers - s * PER_STREAM);
-        let mut c = Client::connect(endpoints, None).await?;
+        let mut c = connect(endpoints).await?;
         let ready = ready_tx.clone();
         readers.push(tokio::spawn(async move {
             // Each create is answered with `created` before the next is sent.
@@ -232,7 +258,7 @@ async fn watch_bench(
     for _ in 0..streams {
         ready_rx.recv().await;
     }
-    let mut c = Client::connect(endpoints, None).await?;
+    let mut c = connect(endpoints).await?;
     let pad = "x".repeat(val_size.saturating_sub(30));
     let start = Instant::now();
     for _ in 0..puts {
@@ -269,7 +295,7 @@ async fn keepalive_bench(endpoints: &[String], clients: usize, total: usize) -> 
     for _ in 0..clients {
         let endpoints = endpoints.to_vec();
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&endpoints, None).await?;
+            let mut c = connect(&endpoints).await?;
             let id = c.lease_grant(60, None).await?.id();
             let (mut keeper, mut answers) = c.lease_keep_alive(id).await?;
             let mut lat = Vec::with_capacity(per_client);

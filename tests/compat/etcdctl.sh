@@ -162,5 +162,11 @@ check endpoint-health-shape --expect 'is healthy' -- endpoint health
 # Endpoints given as URLs: etcdctl 3.4 then sends the whole URL as the HTTP/2 authority.
 check_script endpoint-status-url-endpoints 'U=${E/--endpoints /--endpoints http://}; $U endpoint status | cut -d, -f5,6; $U endpoint status --cluster | cut -d, -f5,6; $U endpoint health --cluster 2>&1 | sed "s/took = .*//"'
 
+# Auth: users, roles and permissions, a read-only user on /app/, root, and auth off again.
+check_script auth-enable-needs-root '$E auth enable; $E user add root:rootpw --interactive=false; $E user get root'
+check_script auth-users-roles '$E user add reader:readerpw --interactive=false; $E user add reader:x --interactive=false; $E role add app-read; $E role add app-read; $E role grant-permission app-read read /app/ --prefix; $E role grant-permission app-read readwrite /b /c; $E role grant-permission app-read write /f --from-key; $E role get app-read; $E role list; $E user grant-role reader app-read; $E user grant-role reader missing; $E user get reader; $E user get reader --detail; $E user list; $E role get missing; $E user get missing; $E role revoke-permission app-read /b /c; $E role revoke-permission app-read /zz; $E role get app-read -w json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"perm\"])"'
+check_script auth-enabled-access '$E put /app/a 1; $E user grant-role root root; $E auth enable; $E get /app/a; R="$E --user reader:readerpw"; $R get /app/a; $R get /app/ --prefix --keys-only; $R put /app/a 2; $R get foo; $R get "" --prefix; $E --user reader:wrong get /app/a; $E --user root:rootpw put /app/a 3; $E --user root:rootpw get /app/a --print-value-only; $R user list; $E --user root:rootpw user list; $R watch /other'
+check_script auth-change-revoke-disable 'A="$E --user root:rootpw"; echo newpw | $A user passwd reader --interactive=false; $E --user reader:readerpw get /app/a; $E --user reader:newpw get /app/a --print-value-only; $A user revoke-role reader app-read; $E --user reader:newpw get /app/a; $A user revoke-role root root; $A role delete app-read; $A user delete reader; $A user list; $A role list; $A auth disable; $E put /app/a 4; $E user delete root; $E user list'
+
 echo "$PASS passed, $FAIL failed"
 [ $FAIL -eq 0 ]
