@@ -26,8 +26,8 @@ pub const ROOT: &str = "root";
 pub const ETCD_AUTH_BUCKET: &[u8] = b"auth";
 pub const ETCD_USERS_BUCKET: &[u8] = b"authUsers";
 pub const ETCD_ROLES_BUCKET: &[u8] = b"authRoles";
-const ETCD_ENABLED: &[u8] = b"authEnabled";
-const ETCD_REVISION: &[u8] = b"authRevision";
+pub const ETCD_ENABLED: &[u8] = b"authEnabled";
+pub const ETCD_REVISION: &[u8] = b"authRevision";
 
 /// The etcd bucket and key of one of the auth store's metadata keys.
 pub fn etcd_record_of(meta_key: &[u8]) -> Option<(&'static [u8], Vec<u8>)> {

@@ -88,21 +88,17 @@ fn write_auth<W: Write + Seek>(view: &dyn ReadView, w: &mut Writer<W>) -> Result
         true
     })?;
     // A store that never had auth: etcd's defaults (off, revision 1).
-    if !records
-        .iter()
-        .any(|r| r.0 == ETCD_AUTH_BUCKET && r.1 == b"authEnabled")
-    {
-        records.push((ETCD_AUTH_BUCKET, b"authEnabled".to_vec(), vec![0]));
-    }
-    if !records
-        .iter()
-        .any(|r| r.0 == ETCD_AUTH_BUCKET && r.1 == b"authRevision")
-    {
-        records.push((
-            ETCD_AUTH_BUCKET,
-            b"authRevision".to_vec(),
-            1u64.to_be_bytes().to_vec(),
-        ));
+    let defaults = [
+        (state::ETCD_ENABLED, vec![0]),
+        (state::ETCD_REVISION, 1u64.to_be_bytes().to_vec()),
+    ];
+    for (key, value) in defaults {
+        if !records
+            .iter()
+            .any(|r| r.0 == ETCD_AUTH_BUCKET && r.1 == key)
+        {
+            records.push((ETCD_AUTH_BUCKET, key.to_vec(), value));
+        }
     }
     records.sort();
     for bucket in [ETCD_AUTH_BUCKET, ETCD_ROLES_BUCKET, ETCD_USERS_BUCKET] {
