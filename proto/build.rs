@@ -1,5 +1,5 @@
 //! Compiles the etcd protos with protox (no system `protoc`) and keeps the encoded descriptor
-//! set for gRPC server reflection.
+//! set for gRPC server reflection; generates the JSON (serde) mapping of every message.
 use prost::Message;
 use std::path::PathBuf;
 
@@ -19,6 +19,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds(fds.clone())?;
+    // JSON mapping of every message as etcd's grpc-gateway writes it: proto field names,
+    // 64-bit integers as strings, enums by name, zero values left out; unknown input fields are
+    // ignored as the gateway ignores them.
+    pbjson_build::Builder::new()
+        .register_descriptors(&fds.encode_to_vec())?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[
+            ".mvccpb",
+            ".authpb",
+            ".etcdserverpb",
+            ".v3lockpb",
+            ".v3electionpb",
+        ])?;
     Ok(())
 }

@@ -11,3 +11,18 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
+
+# The JSON gateway's client tests: python etcd3gw (and its test suite's helper oslotest) and the
+# OpenAPI validator, in a virtualenv of their own.
+if [ "${1:-}" = "--test" ]; then
+  venv=${METASTORE_PYENV:-$HOME/.cache/metastore-py}
+  if ! "$venv/bin/python" -c 'import etcd3gw, oslotest, openapi_spec_validator' 2>/dev/null; then
+    echo "installing python test clients into $venv" >&2
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q etcd3gw oslotest openapi-spec-validator
+  fi
+fi

@@ -30,6 +30,10 @@ struct Args {
     /// Authenticate every client as `name:password` (auth on).
     #[arg(long)]
     user: Option<String>,
+    /// Put and Range through etcd's JSON gateway (`/v3/kv/put`, `/v3/kv/range` over
+    /// HTTP/1.1, one keep-alive connection per client) instead of gRPC.
+    #[arg(long)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -109,6 +113,36 @@ async fn connect(endpoints: &[String]) -> Result<Client> {
     Ok(Client::connect(endpoints, options).await?)
 }
 
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An HTTP/1.1 client for the JSON gateway (keeps its connection open between requests).
+fn json_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().http1_only().build()?)
+}
+
+/// One JSON gateway call; anything but 200 is an error.
+async fn json_call(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let resp = http
+        .post(format!("{base}{path}"))
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.bytes().await?;
+    if status != reqwest::StatusCode::OK {
+        anyhow::bail!("{path}: {status}: {}", String::from_utf8_lossy(&text));
+    }
+    Ok(())
+}
+
 fn key(i: usize, size: usize) -> Vec<u8> {
     let mut k = format!("{i:0size$}").into_bytes();
     k.truncate(size.max(1));
@@ -151,9 +185,15 @@ async fn main() -> Result<()> {
     for w in 0..args.clients {
         let endpoints = endpoints.clone();
         let value = value.clone();
-        let (cmd, key_size, key_space) = (args.cmd, args.key_size, args.key_space);
+        let (cmd, key_size, key_space, json) = (args.cmd, args.key_size, args.key_space, args.json);
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(&endpoints).await?;
+            let mut c = if json {
+                None
+            } else {
+                Some(connect(&endpoints).await?)
+            };
+            let http = json_client()?;
+            let base = endpoints[w % endpoints.len()].clone();
             let mut lat = Vec::with_capacity(per_client);
             let mut seed = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             for _ in 0..per_client {
@@ -165,15 +205,24 @@ async fn main() -> Result<()> {
                     key_size,
                 );
                 let t = Instant::now();
-                match cmd {
-                    Cmd::Put => {
+                match (cmd, c.as_mut()) {
+                    (Cmd::Put, Some(c)) => {
                         c.put(k, value.clone(), None).await?;
                     }
-                    Cmd::Range { serializable } => {
+                    (Cmd::Range { serializable }, Some(c)) => {
                         let opts = serializable.then(|| GetOptions::new().with_serializable());
                         c.get(k, opts).await?;
                     }
-                    Cmd::Watch { .. } | Cmd::Keepalive | Cmd::Fill => {
+                    (Cmd::Put, None) => {
+                        let body = serde_json::json!({"key": b64(&k), "value": b64(&value)});
+                        json_call(&http, &base, "/v3/kv/put", &body).await?;
+                    }
+                    (Cmd::Range { serializable }, None) => {
+                        let body =
+                            serde_json::json!({"key": b64(&k), "serializable": serializable});
+                        json_call(&http, &base, "/v3/kv/range", &body).await?;
+                    }
+                    (Cmd::Watch { .. } | Cmd::Keepalive | Cmd::Fill, _) => {
                         unreachable!("handled above")
                     }
                 }

@@ -9,6 +9,9 @@
 //! - [`error`]: the one error type and its mapping to etcd's exact gRPC errors.
 //! - [`upstream`]: connections to storaged; [`keepalive`] multiplexes every client's lease
 //!   renewals onto one upstream stream.
+//! - [`http`]: the HTTP front door on the client port (etcd's JSON gateway, health and
+//!   version), answered through in-process calls of the gRPC services; [`rest`] is MetaStore's
+//!   own REST API there.
 //! - [`config`], [`server`]: settings and listeners; [`listen`] is what stands between a
 //!   client's socket and the server (it lets clients whose HTTP/2 `:authority` the server would
 //!   refuse, such as etcdctl 3.4 with `http://` endpoints, through).
@@ -17,7 +20,9 @@ pub mod caller;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod http;
 pub mod keepalive;
 pub mod listen;
+pub mod rest;
 pub mod server;
 pub mod upstream;

@@ -10,6 +10,7 @@ use crate::etcd::lease::LeaseService;
 use crate::etcd::lock::LockService;
 use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
+use crate::http::front_door;
 use crate::keepalive::KeepAliveHub;
 use crate::listen::authority::AuthorityFix;
 use crate::upstream::Upstream;
@@ -43,6 +44,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // A JSON body carries the request's bytes as base64 (4/3) with field names around them.
+    let http_body_limit = recv_limit * 2;
     let kv_service = std::sync::Arc::new(KvService::new(upstream.clone(), cfg.limits));
     let watch_service = std::sync::Arc::new(WatchService::new(upstream.clone(), cfg.watch));
     let lease_service = std::sync::Arc::new(LeaseService::new(
@@ -81,9 +84,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let watch = WatchServer::from_arc(watch_service.clone())
             .max_decoding_message_size(recv_limit)
             .max_encoding_message_size(usize::MAX);
-        let router = tonic::transport::Server::builder()
-            .layer(TokenLayer)
-            .add_service(kv)
+        let grpc = tonic::service::Routes::new(kv)
             .add_service(watch)
             .add_service(LeaseServer::from_arc(lease_service.clone()))
             .add_service(ClusterServer::from_arc(cluster_service.clone()))
@@ -92,7 +93,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(ElectionServer::from_arc(election_service.clone()))
             .add_service(AuthServer::from_arc(auth_service.clone()))
             .add_service(health.clone())
-            .add_service(reflection.clone());
+            .add_service(reflection.clone())
+            .into_axum_router();
+        // One listener for everything, as etcd: gRPC (HTTP/2) by its paths, the HTTP routes
+        // over HTTP/1.1 or h2c.
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(TokenLayer)
+            .add_routes(front_door(grpc, http_body_limit).into());
         let incoming = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .map(|conn| conn.map(AuthorityFix::new));

@@ -6,6 +6,7 @@
 //!   through [`forward`] (here when this member leads, else once on the leader), maps the
 //!   error with [`errors`] and stamps the header with [`stamp`]. [`keepalive`] serves the
 //!   gateways' batched lease renewal streams the same way.
+//! - [`health`]: gRPC health on the storage port (SERVING while a leader is known).
 //! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
 //!   gateways' publications withdrawn) and publishing this member's own name.
 //! - [`cluster`]: etcd's Cluster API, leader transfer and member status on top of raft
@@ -38,6 +39,7 @@ pub mod engine;
 pub mod errors;
 pub mod forward;
 pub mod gateways;
+pub mod health;
 pub mod identity;
 pub mod keepalive;
 pub mod lessor;

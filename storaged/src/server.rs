@@ -171,12 +171,15 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
             .max_encoding_message_size(usize::MAX)
     };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    crate::health::spawn(node.clone(), health_reporter);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in storage_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving storage RPC");
         let router = tonic::transport::Server::builder()
             .add_service(storage_server())
+            .add_service(health.clone())
             .add_service(reflection.clone());
         tasks.spawn(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
