@@ -12,6 +12,7 @@ use metastore_proto::etcdserverpb::AuthenticateRequest;
 /// Get a token for a user (auth must be enabled).
 #[utoipa::path(
     post,
+    operation_id = "get_token",
     path = "/api/v1/auth/token",
     tag = "auth",
     request_body(content = TokenRequest, content_type = "application/json"),

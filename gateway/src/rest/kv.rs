@@ -49,6 +49,7 @@ fn with_etag(value: impl IntoResponse, mod_revision: i64) -> Response {
 /// Read one key.
 #[utoipa::path(
     get,
+    operation_id = "get_key",
     path = "/api/v1/kv/{*key}",
     tag = "kv",
     params(("key" = String, Path, description = "The key (may hold slashes; base64 with \
@@ -85,6 +86,7 @@ pub async fn get_key(
 /// List the keys starting with a prefix.
 #[utoipa::path(
     get,
+    operation_id = "list_keys",
     path = "/api/v1/kv",
     tag = "kv",
     params(ListParams),
@@ -225,6 +227,7 @@ async fn write(local: &Local, token: &str, enc: Encoding, w: Write) -> Result<Re
 /// Write one key; the body is the value.
 #[utoipa::path(
     put,
+    operation_id = "put_key",
     path = "/api/v1/kv/{*key}",
     tag = "kv",
     params(("key" = String, Path, description = "The key"), PutParams,
@@ -273,6 +276,7 @@ pub async fn put_key(
 /// Write one key given in the body: a form (`key`, `value`, `lease`) or JSON.
 #[utoipa::path(
     post,
+    operation_id = "post_key",
     path = "/api/v1/kv",
     tag = "kv",
     params(EncodingParams,
@@ -326,6 +330,7 @@ pub async fn post_kv(
 /// Delete one key, or every key starting with it.
 #[utoipa::path(
     delete,
+    operation_id = "delete_key",
     path = "/api/v1/kv/{*key}",
     tag = "kv",
     params(("key" = String, Path, description = "The key, or the prefix with prefix=true"),

@@ -68,6 +68,7 @@ fn not_found(id: LeaseId) -> Problem {
 /// Grant a lease.
 #[utoipa::path(
     post,
+    operation_id = "grant_lease",
     path = "/api/v1/leases",
     tag = "leases",
     request_body(content = LeaseGrant, content_type = "application/json"),
@@ -102,6 +103,7 @@ pub async fn grant(
 /// List the live leases.
 #[utoipa::path(
     get,
+    operation_id = "list_leases",
     path = "/api/v1/leases",
     tag = "leases",
     responses(
@@ -132,6 +134,7 @@ pub async fn list(
 /// A lease's time to live and keys.
 #[utoipa::path(
     get,
+    operation_id = "get_lease",
     path = "/api/v1/leases/{id}",
     tag = "leases",
     params(("id" = String, Path, description = "The lease id (decimal, or 0x hexadecimal)"),
@@ -182,6 +185,7 @@ pub async fn get(
 /// Revoke a lease (its keys are deleted).
 #[utoipa::path(
     delete,
+    operation_id = "revoke_lease",
     path = "/api/v1/leases/{id}",
     tag = "leases",
     params(("id" = String, Path, description = "The lease id")),
@@ -212,6 +216,7 @@ pub async fn revoke(
 /// Renew a lease once.
 #[utoipa::path(
     post,
+    operation_id = "keep_alive",
     path = "/api/v1/leases/{id}/keepalive",
     tag = "leases",
     params(("id" = String, Path, description = "The lease id")),

@@ -108,6 +108,7 @@ pub fn openapi_text() -> &'static str {
 /// This API's OpenAPI 3.1 document.
 #[utoipa::path(
     get,
+    operation_id = "get_openapi",
     path = "/api/v1/openapi.json",
     tag = "meta",
     responses((status = 200, description = "The OpenAPI document",
@@ -146,9 +147,12 @@ mod tests {
         let version = doc["openapi"].as_str().expect("openapi version");
         assert!(version.starts_with("3.1."), "{version}");
         let mut listed: Vec<String> = Vec::new();
+        let mut ids = std::collections::BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
-            for method in item.as_object().expect("path item").keys() {
+            for (method, op) in item.as_object().expect("path item") {
                 listed.push(format!("{} {path}", method.to_uppercase()));
+                let id = op["operationId"].as_str().expect("operationId");
+                assert!(ids.insert(id.to_string()), "operationId {id} twice");
             }
         }
         listed.sort();

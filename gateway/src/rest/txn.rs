@@ -237,6 +237,7 @@ fn result(enc: Encoding, revision: i64, r: PbResult) -> Result<TxnOpResult, Prob
 /// Run a transaction.
 #[utoipa::path(
     post,
+    operation_id = "txn",
     path = "/api/v1/txn",
     tag = "kv",
     params(EncodingParams),

@@ -30,6 +30,7 @@ const COMPACTED: &str = "mvcc: required revision has been compacted";
 /// Watch one key, or the keys starting with it.
 #[utoipa::path(
     get,
+    operation_id = "watch_key",
     path = "/api/v1/watch/{*key}",
     tag = "watch",
     params(("key" = String, Path, description = "The key (or prefix, with prefix=true)"),
@@ -60,6 +61,7 @@ pub async fn watch_key(
 /// Watch every key.
 #[utoipa::path(
     get,
+    operation_id = "watch_all",
     path = "/api/v1/watch",
     tag = "watch",
     params(WatchParams,
@@ -139,20 +141,21 @@ async fn open(
         return Err(canceled(&first));
     }
     let enc = p.encoding;
-    let events = futures::stream::iter([Ok(first)])
-        .chain(answers)
-        .scan((requests, false), move |(_, ended), answer| {
-            let out = if *ended {
-                None
-            } else {
-                let (events, end) = events_of(enc, answer);
-                *ended = end;
-                Some(futures::stream::iter(events))
-            };
-            futures::future::ready(out)
-        })
-        .flatten()
-        .map(Ok::<_, Infallible>);
+    let answers = futures::stream::iter([Ok(first)]).chain(answers);
+    // Ends right after the events of an answer that ends the stream, without waiting for the
+    // next answer (a canceled watch's stream stays open).
+    let events = futures::stream::unfold(
+        (answers, requests, false),
+        move |(mut answers, requests, ended)| async move {
+            if ended {
+                return None;
+            }
+            let (events, end) = events_of(enc, answers.next().await?);
+            Some((futures::stream::iter(events), (answers, requests, end)))
+        },
+    )
+    .flatten()
+    .map(Ok::<_, Infallible>);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
