@@ -501,6 +501,26 @@ impl WatchRefusal {
     }
 }
 
+/// The HTTP status etcd's JSON gateway answers for a gRPC code (grpc-gateway's mapping, as in
+/// etcd 3.4's release builds, 3.5 and 3.6; FailedPrecondition is 400 there).
+pub fn http_status_of(code: Code) -> http::StatusCode {
+    use http::StatusCode as S;
+    match code {
+        Code::Ok => S::OK,
+        Code::Cancelled => S::REQUEST_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => S::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => S::BAD_REQUEST,
+        Code::DeadlineExceeded => S::GATEWAY_TIMEOUT,
+        Code::NotFound => S::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => S::CONFLICT,
+        Code::PermissionDenied => S::FORBIDDEN,
+        Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
+        Code::Unimplemented => S::NOT_IMPLEMENTED,
+        Code::Unavailable => S::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => S::UNAUTHORIZED,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,25 +813,5 @@ mod tests {
         for (refusal, reason) in cases {
             assert_eq!(refusal.reason(), reason, "{refusal:?}");
         }
-    }
-}
-
-/// The HTTP status etcd's JSON gateway answers for a gRPC code (grpc-gateway's mapping, as in
-/// etcd 3.4's release builds, 3.5 and 3.6; FailedPrecondition is 400 there).
-pub fn http_status_of(code: Code) -> http::StatusCode {
-    use http::StatusCode as S;
-    match code {
-        Code::Ok => S::OK,
-        Code::Cancelled => S::REQUEST_TIMEOUT,
-        Code::Unknown | Code::Internal | Code::DataLoss => S::INTERNAL_SERVER_ERROR,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => S::BAD_REQUEST,
-        Code::DeadlineExceeded => S::GATEWAY_TIMEOUT,
-        Code::NotFound => S::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => S::CONFLICT,
-        Code::PermissionDenied => S::FORBIDDEN,
-        Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
-        Code::Unimplemented => S::NOT_IMPLEMENTED,
-        Code::Unavailable => S::SERVICE_UNAVAILABLE,
-        Code::Unauthenticated => S::UNAUTHORIZED,
     }
 }

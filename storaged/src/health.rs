@@ -1,24 +1,35 @@
-//! gRPC health (`grpc.health.v1.Health`, service `""`) on the storage port: SERVING while this
-//! member knows a raft leader, NOT_SERVING otherwise. Load balancers and orchestrators can ask a
-//! member directly; clients' `/health` is the gateway's (it also checks alarms and a
-//! linearizable read).
+//! gRPC health (`grpc.health.v1.Health`, service `""`) on the storage port, from this member's
+//! raft view: a leader is SERVING while a quorum has acknowledged it within the longest
+//! election timeout; a follower or learner while it knows a leader. A follower keeps the leader
+//! it last heard of until an election replaces it, so only the leader's answer tells that
+//! quorum is lost; clients' `/health` (the gateway's) reads through a quorum and always does.
 
 use crate::node::Node;
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Instant, ServerState};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// How often the reported status follows the member's view of the leader.
-const REFRESH: Duration = Duration::from_millis(500);
+/// How often the status is refreshed.
+const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Keeps `reporter` up to date with `node`.
 pub fn spawn(node: Arc<Node>, reporter: HealthReporter) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH);
+        let quorum_window = Duration::from_millis(node.raft().config().election_timeout_max);
+        let mut tick = tokio::time::interval(INTERVAL);
         loop {
             tick.tick().await;
-            let status = if node.leader().is_some() {
+            let m = node.raft().metrics().borrow_watched().clone();
+            let serving = match m.state {
+                ServerState::Leader => m
+                    .last_quorum_acked
+                    .is_some_and(|acked| acked.elapsed() <= quorum_window),
+                _ => m.current_leader.is_some(),
+            };
+            let status = if serving {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing

@@ -6,7 +6,8 @@
 //!   through [`forward`] (here when this member leads, else once on the leader), maps the
 //!   error with [`errors`] and stamps the header with [`stamp`]. [`keepalive`] serves the
 //!   gateways' batched lease renewal streams the same way.
-//! - [`health`]: gRPC health on the storage port (SERVING while a leader is known).
+//! - [`health`]: gRPC health on the storage port (a leader with a quorum, or a member that knows
+//!   a leader).
 //! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
 //!   gateways' publications withdrawn) and publishing this member's own name.
 //! - [`cluster`]: etcd's Cluster API, leader transfer and member status on top of raft

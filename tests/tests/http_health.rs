@@ -55,18 +55,18 @@ async fn health_follows_quorum() -> Result<()> {
         let resp = reqwest::Client::new().post(&health).send().await?;
         assert_eq!(resp.status().as_u16(), 405);
         for m in &c.members {
-            assert_eq!(
-                storage_health(m.storage_port).await?,
-                ServingStatus::Serving
-            );
+            retry_until("storage health SERVING", Duration::from_secs(5), || async {
+                Ok((storage_health(m.storage_port).await? == ServingStatus::Serving).then_some(()))
+            })
+            .await?;
         }
 
-        // Quorum lost: two of three members down.
+        // Quorum lost: both followers down; the leader is left alone.
         let leader = c.leader(0).await?;
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-        c.kill_member(leader);
         c.kill_member(others[0]);
-        let survivor = c.members[others[1]].storage_port;
+        c.kill_member(others[1]);
+        let survivor = c.members[leader].storage_port;
         let reason = retry_until("/health false", Duration::from_secs(15), || async {
             let (status, body) = get(&health).await?;
             Ok((status == 503).then_some(body))
@@ -91,8 +91,8 @@ async fn health_follows_quorum() -> Result<()> {
         .await?;
 
         // Quorum back.
-        c.start_member(leader)?;
         c.start_member(others[0])?;
+        c.start_member(others[1])?;
         retry_until("/health true again", Duration::from_secs(30), || async {
             let (status, _) = get(&health).await?;
             Ok((status == 200).then_some(()))

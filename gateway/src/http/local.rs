@@ -58,10 +58,10 @@ impl Local {
 /// A request carrying `token` (may be empty) as gRPC clients send it.
 pub fn request<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
-    if !token.is_empty() {
-        if let Ok(v) = token.parse() {
-            req.metadata_mut().insert("token", v);
-        }
+    if !token.is_empty()
+        && let Ok(v) = token.parse()
+    {
+        req.metadata_mut().insert("token", v);
     }
     req
 }

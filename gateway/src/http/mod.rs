@@ -14,7 +14,7 @@ pub mod local;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use local::Local;
 
 /// The auth token of an HTTP request: `Grpc-Metadata-Token`, else `Authorization` (the raw
@@ -38,7 +38,7 @@ pub fn front_door(grpc: axum::Router, body_limit: usize) -> axum::Router {
         .merge(crate::rest::router().0)
         .with_state(local)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn(cors))
         .fallback_service(grpc)
 }
 
@@ -60,9 +60,29 @@ async fn not_found(req: Request<axum::body::Body>) -> Response {
     resp
 }
 
-/// The CORS headers etcd puts on every HTTP answer.
-async fn cors(mut resp: Response) -> Response {
-    cors_headers(resp.headers_mut());
+/// The CORS headers etcd puts on every HTTP answer; the REST API's also allow its request
+/// headers (`If-Match`, `Last-Event-ID`), show its `ETag`, and answer preflight requests.
+async fn cors(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    let rest = req.uri().path().starts_with("/api/");
+    let mut resp = if rest && req.method() == axum::http::Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    cors_headers(h);
+    if rest {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(
+                "accept, content-type, authorization, if-match, last-event-id",
+            ),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("etag"),
+        );
+    }
     resp
 }
 

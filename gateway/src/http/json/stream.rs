@@ -234,9 +234,7 @@ fn json_values<T: DeserializeOwned + Send + 'static>(body: Body) -> Requests<Res
                 let mut values = serde_json::Deserializer::from_slice(&st.buf).into_iter::<T>();
                 match values.next() {
                     Some(Ok(value)) => Some(Ok((value, values.byte_offset()))),
-                    Some(Err(e)) if !(e.is_eof() && !st.body_done) => {
-                        Some(Err(decode_error_text(&e)))
-                    }
+                    Some(Err(e)) if !e.is_eof() || st.body_done => Some(Err(decode_error_text(&e))),
                     _ => None,
                 }
             };
