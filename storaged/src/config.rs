@@ -104,6 +104,13 @@ pub struct Args {
     /// bcrypt cost of stored passwords, 4 to 31 [default: 10].
     #[arg(long, env = "METASTORE_BCRYPT_COST")]
     pub bcrypt_cost: Option<u32>,
+    /// Auto-compaction mode, periodic or revision (etcd's flag) [default: periodic].
+    #[arg(long, env = "METASTORE_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: Option<String>,
+    /// History to keep: for periodic a duration (`30m`, `5m0s`) or a number of hours, for
+    /// revision a number of revisions; 0 turns auto-compaction off (etcd's flag) [default: 0].
+    #[arg(long, env = "METASTORE_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -133,6 +140,8 @@ pub struct Config {
     /// The periodic corruption check's interval, when it is on.
     pub corrupt_check_interval: Option<Duration>,
     pub auth: crate::auth::AuthOptions,
+    /// Auto-compaction, when on.
+    pub auto_compaction: Option<crate::compactor::Policy>,
     pub log_level: String,
 }
 
@@ -174,6 +183,10 @@ impl Args {
             auth_token: self.auth_token.or(file.auth_token),
             auth_token_ttl: self.auth_token_ttl.or(file.auth_token_ttl),
             bcrypt_cost: self.bcrypt_cost.or(file.bcrypt_cost),
+            auto_compaction_mode: self.auto_compaction_mode.or(file.auto_compaction_mode),
+            auto_compaction_retention: self
+                .auto_compaction_retention
+                .or(file.auto_compaction_retention),
             log_level: self.log_level.or(file.log_level),
         }
     }
@@ -266,8 +279,13 @@ impl Args {
             Some(s) => crate::downgrade::Version::parse(s)
                 .ok_or_else(|| format!("--etcd-version {s:?}: expected a version like 3.4.0"))?,
         };
+        let auto_compaction = crate::compactor::Policy::parse(
+            a.auto_compaction_mode.as_deref(),
+            a.auto_compaction_retention.as_deref(),
+        )?;
         Ok(Config {
             auth,
+            auto_compaction,
             etcd_version,
             initial_corrupt_check: a.experimental_initial_corrupt_check.unwrap_or(false),
             corrupt_check_interval,

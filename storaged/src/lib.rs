@@ -9,7 +9,8 @@
 //! - [`health`]: gRPC health on the storage port (a leader with a quorum, or a member that knows
 //!   a leader).
 //! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
-//!   gateways' publications withdrawn) and publishing this member's own name.
+//!   gateways' publications withdrawn) and publishing this member's own name; [`compactor`]
+//!   is etcd's auto-compaction on the leader.
 //! - [`cluster`]: etcd's Cluster API, leader transfer and member status on top of raft
 //!   membership; [`gateways`] keeps the gateways' published client URLs alive on the leader.
 //! - [`node`]: proposes writes to raft, confirms linearizable reads, keeps the [`lessor`].
@@ -31,6 +32,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod cluster;
 pub mod command;
+pub mod compactor;
 pub mod config;
 pub mod corruption;
 pub mod dedup;

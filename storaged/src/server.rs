@@ -154,6 +154,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         crate::corruption::spawn_periodic(node.clone(), forwarder.clone(), every);
     }
     crate::duties::spawn(node.clone(), gateways.clone(), forwarder.clone());
+    if let Some(policy) = cfg.auto_compaction {
+        crate::compactor::spawn(node.clone(), policy);
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(metastore_internal_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)

@@ -10,7 +10,11 @@ use futures::StreamExt;
 use metastore_tests::{Deployment, Etcd, matrix};
 use std::time::Duration;
 
-matrix!(json_routes_match_real_etcd, json_streams_match_real_etcd);
+matrix!(
+    json_routes_match_real_etcd,
+    json_streams_match_real_etcd,
+    json_snapshot_and_observe_stream
+);
 
 /// How an answer is compared.
 #[derive(Clone, Copy, PartialEq)]
@@ -739,6 +743,98 @@ async fn json_streams_match_real_etcd(d: Deployment) -> Result<()> {
     }
     assert_eq!(got[0], got[1], "watch from a compacted revision");
     assert_eq!(got[0].1.len(), 2, "{:?}", got[0]);
+    Ok(())
+}
+
+/// The server-streaming routes MetaStore answers differently from etcd by nature (a snapshot's
+/// bytes, a campaign's key): the snapshot's streamed chunks put together are a file etcdctl
+/// verifies, and Observe streams the leader's value.
+async fn json_snapshot_and_observe_stream(d: Deployment) -> Result<()> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    d.ready().await?;
+    let http = reqwest::Client::new();
+    let base = d.endpoint();
+    send(
+        &http,
+        &base,
+        "POST",
+        "/v3/kv/put",
+        r#"{"key":"cw==","value":"MQ=="}"#,
+        "",
+    )
+    .await?;
+    let (status, lines) = stream_lines(
+        &http,
+        &format!("{base}/v3/maintenance/snapshot"),
+        "{}",
+        usize::MAX,
+        Duration::from_secs(20),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let mut file = Vec::new();
+    let mut remaining = None;
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let result = &v["result"];
+        file.extend(b64.decode(result["blob"].as_str().unwrap_or_default())?);
+        remaining = Some(
+            result["remaining_bytes"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        remaining.as_deref(),
+        Some("0"),
+        "the last chunk has nothing remaining"
+    );
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("json.db");
+    std::fs::write(&path, &file)?;
+    let out = metastore_tests::etcdctl(&[
+        "snapshot",
+        "status",
+        path.to_str().context("path")?,
+        "-w",
+        "json",
+    ])?;
+    let status: serde_json::Value = serde_json::from_str(out.trim())?;
+    assert!(status["totalKey"].as_u64().unwrap_or(0) >= 1, "{out}");
+
+    // Observe: a candidate campaigns with a lease, the observer's first line is its value.
+    send(
+        &http,
+        &base,
+        "POST",
+        "/v3/lease/grant",
+        r#"{"TTL":"30","ID":"99"}"#,
+        "",
+    )
+    .await?;
+    let campaign = send(
+        &http,
+        &base,
+        "POST",
+        "/v3/election/campaign",
+        r#"{"name":"ZWxlY3Q=","lease":"99","value":"b25l"}"#,
+        "",
+    )
+    .await?;
+    assert_eq!(campaign.status, 200, "{}", campaign.body);
+    let (status, lines) = stream_lines(
+        &http,
+        &format!("{base}/v3/election/observe"),
+        r#"{"name":"ZWxlY3Q="}"#,
+        1,
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let first: serde_json::Value = serde_json::from_str(lines.first().context("no observe line")?)?;
+    assert_eq!(first["result"]["kv"]["value"], "b25l", "{first}");
     Ok(())
 }
 
