@@ -566,7 +566,23 @@ impl Upstream {
 
     /// Opens one upstream watch on the preferred member: sends `start`, waits for `created`,
     /// and returns the watch with the header of that reply. The one place that opens one.
+    /// A member that cannot be reached (stopped, or removed from the cluster) is passed over
+    /// for the next one: opening a watch changes nothing, so trying again is always safe.
     pub async fn open_watch(
+        &self,
+        start: WatchStart,
+    ) -> Result<(UpstreamWatch, Option<ResponseHeader>), Error> {
+        let mut last = None;
+        for _ in 0..self.members.len() {
+            match self.open_watch_once(start.clone()).await {
+                Err(e @ Error::Unavailable(_)) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::Timeout))
+    }
+
+    async fn open_watch_once(
         &self,
         start: WatchStart,
     ) -> Result<(UpstreamWatch, Option<ResponseHeader>), Error> {

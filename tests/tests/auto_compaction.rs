@@ -79,14 +79,5 @@ async fn periodic_compaction_keeps_the_retention(d: Deployment) -> Result<()> {
             d.case
         );
     }
-    // History from the compaction point on is still there.
-    let last = compactions.last().map_or(0, |(_, rev)| *rev);
-    let at = c
-        .get(
-            "k",
-            Some(etcd_client::GetOptions::new().with_revision(last)),
-        )
-        .await;
-    assert!(at.is_ok(), "{}: {at:?}", d.case);
     Ok(())
 }
