@@ -226,6 +226,11 @@ fn check_stream(log: &WatchLog, truth: Option<&Truth>, out: &mut Vec<Violation>)
     let Some(from) = from.or_else(|| delivered.iter().map(|e| e.revision).min()) else {
         return count;
     };
+    // A stream that ended before reaching its start revision (created, then canceled) has
+    // nothing it had to deliver.
+    if from > upper {
+        return count;
+    }
     let mut gaps: Vec<&WatchEvent> = Vec::new();
     for (&rev, events) in truth.by_rev.range(from..=upper) {
         if partial.contains(&rev) {
