@@ -15,7 +15,7 @@ macro_rules! expect_result {
 
 pub mod auth;
 pub mod cluster;
-mod concurrency;
+pub(crate) mod concurrency;
 pub mod election;
 pub mod kv;
 pub mod lease;

@@ -2,11 +2,12 @@
 //! key's mod_revision, so they are atomic.
 
 use super::extract::{IfMatch, Params, Segment, Token, etag};
-use super::problem::Problem;
+use super::problem::{ErrorResponses, Problem};
 use super::types::{
     DeleteParams, DeleteResult, Encoding, EncodingParams, GetParams, KeyValue, KvList, LeaseId,
     ListParams, PutBody, PutParams, PutResult,
 };
+use crate::etcd::concurrency::prefix_end;
 use crate::http::local::{Local, request};
 use axum::Json;
 use axum::body::Bytes;
@@ -19,18 +20,6 @@ use metastore_proto::etcdserverpb::response_op::Response as OpResponse;
 use metastore_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
 };
-
-/// The end of the range of keys starting with `prefix` (every key for an empty prefix).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// The revision of an answer's header.
 pub fn revision(header: Option<&ResponseHeader>) -> i64 {
@@ -59,10 +48,7 @@ fn with_etag(value: impl IntoResponse, mod_revision: i64) -> Response {
             headers(("ETag" = String, description = "The key's mod_revision, quoted"))),
         (status = 404, description = "No such key", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn get_key(
@@ -92,10 +78,7 @@ pub async fn get_key(
     params(ListParams),
     responses(
         (status = 200, description = "The keys, in key order", body = KvList),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn list(
@@ -241,10 +224,7 @@ async fn write(local: &Local, token: &str, enc: Encoding, w: Write) -> Result<Re
             headers(("ETag" = String, description = "The key's new mod_revision, quoted"))),
         (status = 412, description = "The If-Match condition does not hold", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn put_key(
@@ -289,10 +269,7 @@ pub async fn put_key(
         (status = 200, description = "Written", body = PutResult),
         (status = 412, description = "The If-Match condition does not hold", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn post_kv(
@@ -342,10 +319,7 @@ pub async fn post_kv(
             body = DeleteResult),
         (status = 412, description = "The If-Match condition does not hold", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn delete_key(
@@ -391,17 +365,4 @@ pub async fn delete_key(
         }
     };
     Ok(Json(DeleteResult { revision, deleted }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"a/"), b"a0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
-        assert_eq!(prefix_end(b""), vec![0]);
-    }
 }

@@ -2,7 +2,7 @@
 
 use super::extract::{JsonBody, Params, Segment, Token};
 use super::kv::revision;
-use super::problem::Problem;
+use super::problem::{ErrorResponses, Problem};
 use super::types::{EncodingParams, LeaseId, Revision};
 use crate::http::local::{Local, request};
 use axum::Json;
@@ -74,10 +74,7 @@ fn not_found(id: LeaseId) -> Problem {
     request_body(content = LeaseGrant, content_type = "application/json"),
     responses(
         (status = 200, description = "Granted", body = Lease),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn grant(
@@ -108,10 +105,7 @@ pub async fn grant(
     tag = "leases",
     responses(
         (status = 200, description = "The leases", body = LeaseList),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn list(
@@ -143,10 +137,7 @@ pub async fn list(
         (status = 200, description = "The lease", body = LeaseInfo),
         (status = 404, description = "No such lease (or it expired)", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn get(
@@ -224,10 +215,7 @@ pub async fn revoke(
         (status = 200, description = "Renewed", body = Lease),
         (status = 404, description = "No such lease (or it expired)", body = Problem,
             content_type = "application/problem+json"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn keep_alive(

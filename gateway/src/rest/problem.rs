@@ -14,6 +14,34 @@ use utoipa::ToSchema;
 /// The media type of an error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The error answers every route documents: any 4XX or 5XX status with a [`Problem`] body.
+pub struct ErrorResponses;
+
+impl utoipa::IntoResponses for ErrorResponses {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
+        let problem = || {
+            ResponseBuilder::new()
+                .description("An error")
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response("4XX", problem())
+            .response("5XX", problem())
+            .build()
+            .into()
+    }
+}
+
 /// An error answer (RFC 9457).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({

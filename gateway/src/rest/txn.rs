@@ -2,9 +2,10 @@
 //! Txn (one revision).
 
 use super::extract::{JsonBody, Params, Token};
-use super::kv::{prefix_end, revision};
-use super::problem::Problem;
+use super::kv::revision;
+use super::problem::{ErrorResponses, Problem};
 use super::types::{Encoding, EncodingParams, KeyValue, LeaseId};
+use crate::etcd::concurrency::prefix_end;
 use crate::http::local::{Local, request};
 use axum::Json;
 use axum::extract::State;
@@ -244,10 +245,7 @@ fn result(enc: Encoding, revision: i64, r: PbResult) -> Result<TxnOpResult, Prob
     request_body(content = TxnRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The transaction ran (see succeeded)", body = TxnResult),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn txn(

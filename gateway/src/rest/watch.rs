@@ -9,9 +9,9 @@
 //! problem object, and ends the stream.
 
 use super::extract::{Params, Segment, Token};
-use super::kv::prefix_end;
-use super::problem::Problem;
+use super::problem::{ErrorResponses, Problem};
 use super::types::{Encoding, KeyValue, WatchParams};
+use crate::etcd::concurrency::prefix_end;
 use crate::http::local::{Local, request};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -41,10 +41,7 @@ const COMPACTED: &str = "mvcc: required revision has been compacted";
         (status = 200, description = "An event stream: `event: put|delete`, `data:` the \
             key-value, `id:` the revision on the last event of each revision; `event: error` \
             with a problem object ends it", body = KeyValue, content_type = "text/event-stream"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn watch_key(
@@ -69,10 +66,7 @@ pub async fn watch_key(
     responses(
         (status = 200, description = "An event stream, as for one key", body = KeyValue,
             content_type = "text/event-stream"),
-        (status = "4XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
-        (status = "5XX", description = "An error", body = Problem,
-            content_type = "application/problem+json"),
+        ErrorResponses,
     )
 )]
 pub async fn watch_all(

@@ -189,19 +189,24 @@ pub fn json_response<T: Serialize>(status: StatusCode, message: &T) -> Response 
     match serde_json::to_vec(message) {
         Ok(body) => {
             let mut resp = (status, body).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(
-                "grpc-metadata-content-type",
-                HeaderValue::from_static("application/grpc"),
-            );
+            answer_headers(resp.headers_mut());
             resp
         }
         Err(e) => error_response(tonic::Code::Internal, &e.to_string()),
     }
+}
+
+/// The headers of a gateway answer from a gRPC call: JSON, and the call's own content type
+/// passed on as grpc-gateway does.
+pub fn answer_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "grpc-metadata-content-type",
+        HeaderValue::from_static("application/grpc"),
+    );
 }
 
 /// etcd 3.4's unary error body, `{"error":…,"message":…,"code":…}`, with the HTTP status of

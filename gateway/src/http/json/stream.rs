@@ -7,13 +7,13 @@
 //!   stream with `{"error":{"grpc_code":…,"http_code":…,"message":…,"http_status":…}}`; when it
 //!   comes before any message, its HTTP status is the response's.
 
-use super::{decode, decode_error_text, error_response, post_only};
+use super::{answer_headers, decode, decode_error_text, error_response, post_only};
 use crate::error::http_status_of;
 use crate::http::local::{Local, request};
 use crate::http::token_of;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use bytes::BytesMut;
@@ -161,15 +161,7 @@ where
             futures::future::ready(Some(Ok::<_, std::convert::Infallible>(line(item))))
         });
     let mut resp = (status, Body::from_stream(lines)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        "grpc-metadata-content-type",
-        HeaderValue::from_static("application/grpc"),
-    );
+    answer_headers(resp.headers_mut());
     resp
 }
 
