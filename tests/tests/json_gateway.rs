@@ -610,13 +610,16 @@ async fn stream_lines(
     want: usize,
     wait: Duration,
 ) -> Result<(u16, Vec<String>)> {
-    let resp = http.post(url).body(body.to_string()).send().await?;
+    // A streamed answer's headers come with its first message, so the wait covers them too.
+    let deadline = tokio::time::Instant::now() + wait;
+    let resp = tokio::time::timeout_at(deadline, http.post(url).body(body.to_string()).send())
+        .await
+        .with_context(|| format!("{url}: no answer within {wait:?}"))??;
     let status = resp.status().as_u16();
     let mut chunks = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut lines = Vec::new();
     let mut ended = false;
-    let deadline = tokio::time::Instant::now() + wait;
     while lines.len() < want {
         match tokio::time::timeout_at(deadline, chunks.next()).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk?),

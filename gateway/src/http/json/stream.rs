@@ -35,16 +35,12 @@ pub fn watch_route() -> MethodRouter<Local> {
 }
 
 async fn watch(State(local): State<Local>, headers: HeaderMap, body: Body) -> Response {
-    let token = token_of(&headers);
-    in_task(async move {
-        let requests = match open_requests(body).await {
-            Ok(requests) => requests,
-            Err(resp) => return resp,
-        };
-        let mut client = local.watch();
-        answer(client.watch(request(requests, &token)).await).await
-    })
-    .await
+    let requests = match open_requests(body).await {
+        Ok(requests) => requests,
+        Err(resp) => return resp,
+    };
+    let mut client = local.watch();
+    answer(client.watch(request(requests, &token_of(&headers))).await).await
 }
 
 /// The lease keep-alive route: a bidirectional stream.
@@ -53,29 +49,17 @@ pub fn keep_alive_route() -> MethodRouter<Local> {
 }
 
 async fn keep_alive(State(local): State<Local>, headers: HeaderMap, body: Body) -> Response {
-    let token = token_of(&headers);
-    in_task(async move {
-        let requests = match open_requests(body).await {
-            Ok(requests) => requests,
-            Err(resp) => return resp,
-        };
-        let mut client = local.lease();
-        answer(client.lease_keep_alive(request(requests, &token)).await).await
-    })
+    let requests = match open_requests(body).await {
+        Ok(requests) => requests,
+        Err(resp) => return resp,
+    };
+    let mut client = local.lease();
+    answer(
+        client
+            .lease_keep_alive(request(requests, &token_of(&headers)))
+            .await,
+    )
     .await
-}
-
-/// Runs a bidirectional call's setup in a task of its own: the handler then awaits only a
-/// join handle (the compiler cannot prove a client-streaming call's future `Send` through the
-/// router's generic handler bounds).
-async fn in_task<F>(fut: F) -> Response
-where
-    F: Future<Output = Response> + Send + 'static,
-{
-    match tokio::spawn(fut).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(tonic::Code::Internal, &e.to_string()),
-    }
 }
 
 /// A route whose request is one message and whose answer is a stream.
