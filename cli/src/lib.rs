@@ -1,25 +1,92 @@
 //! Start-up plumbing shared by `metastore-storaged` and `metastore-gateway`.
 //!
 //! Settings come from flags, then `METASTORE_*` environment variables (clap does both), then
+//! etcd's `ETCD_*` variables for flags named as etcd's ([`etcd_env`]), then
 //! the YAML file named by `--config` (keys are the flag names), then built-in defaults. Every
 //! failure here is one line of text for the operator; the binaries print it and exit non-zero.
 
+pub mod etcd_env;
+pub mod grpc_metrics;
+pub mod logging;
 pub mod rpc;
+pub mod shutdown;
 
-use serde::de::DeserializeOwned;
+use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Reads a YAML config file; no file means all defaults.
-pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, String> {
+/// The settings of a YAML config file (keys are flag names, etcd's config-file keys among
+/// them) as command-line arguments for `cmd`: `[binary, --key=value, ...]`, lists joined with
+/// commas. A key that is one of etcd's settings MetaStore has no flag for is skipped with a
+/// warning on stderr (an etcd config file works as it is); any other unknown key is an error.
+pub fn config_file_args(path: &Path, cmd: &clap::Command) -> Result<Vec<OsString>, String> {
+    let invalid =
+        |why: String| format!("invalid config file {}: {}", path.display(), one_line(&why));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut out = vec![OsString::from(cmd.get_name())];
+    let map = match doc {
+        serde_yaml_ng::Value::Null => return Ok(out),
+        serde_yaml_ng::Value::Mapping(m) => m,
+        _ => return Err(invalid("expected a mapping of settings".into())),
+    };
+    let known: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+    for (key, value) in map {
+        let Some(key) = key.as_str() else {
+            return Err(invalid(format!("setting names are strings, not {key:?}")));
+        };
+        if key == "config" || !known.contains(&key) {
+            if etcd_env::ETCD_FLAGS.contains(&key) || ETCD_FILE_ONLY.contains(&key) {
+                eprintln!(
+                    "{}: config file key {key:?} is an etcd setting with no meaning here; ignored",
+                    cmd.get_name()
+                );
+                continue;
+            }
+            return Err(invalid(format!("unknown setting {key:?}")));
+        }
+        let value = match value {
+            serde_yaml_ng::Value::Null => continue,
+            serde_yaml_ng::Value::Sequence(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.join(",")),
+            other => scalar(&other),
+        }
+        .ok_or_else(|| invalid(format!("{key}: expected a value or a list of values")))?;
+        out.push(format!("--{key}={value}").into());
+    }
+    Ok(out)
+}
+
+/// etcd config-file keys that are not flags (nested TLS sections and the like).
+const ETCD_FILE_ONLY: &[&str] = &[
+    "client-transport-security",
+    "peer-transport-security",
+    "self-signed-cert-validity",
+];
+
+fn scalar(v: &serde_yaml_ng::Value) -> Option<String> {
+    match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a config file's settings into `T` (`None`: no file, all unset).
+pub fn load_config<T: clap::Parser + Default>(path: Option<&Path>) -> Result<T, String> {
     let Some(path) = path else {
         return Ok(T::default());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    serde_yaml_ng::from_str(&text).map_err(|e| {
+    let args = config_file_args(path, &T::command())?;
+    T::try_parse_from(args).map_err(|e| {
         format!(
             "invalid config file {}: {}",
             path.display(),
@@ -87,26 +154,6 @@ pub fn fail_stop() {
     }));
 }
 
-/// Logs to stderr; `RUST_LOG` wins over `level`.
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // openraft logs every election step at info; its warnings (a peer unreachable, a
-        // snapshot or append that timed out) are what an operator needs to see when a member
-        // does not catch up, so they stay on unless asked otherwise (RUST_LOG or an explicit
-        // openraft directive).
-        let spec = if level.contains("openraft") {
-            level.to_string()
-        } else {
-            format!("{level},openraft=warn,openraft::core::heartbeat=error")
-        };
-        tracing_subscriber::EnvFilter::new(spec)
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// A Go duration (`500ms`, `30s`, `5m0s`, `1h30m`, `1.5h`), or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -147,6 +194,40 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_etcd_config_file_becomes_arguments() {
+        let cmd = clap::Command::new("storaged")
+            .arg(clap::Arg::new("name").long("name"))
+            .arg(clap::Arg::new("heartbeat-interval").long("heartbeat-interval"))
+            .arg(clap::Arg::new("listen-peer-urls").long("listen-peer-urls"))
+            .arg(clap::Arg::new("pre").long("experimental-initial-corrupt-check"));
+        let dir = std::env::temp_dir().join(format!("cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("etcd.yaml");
+        let yaml = "name: infra0\nheartbeat-interval: 100\nwal-dir:\nenable-v2: false\n\
+            listen-peer-urls: [http://10.0.0.1:2380, http://10.0.0.1:2480]\n\
+            experimental-initial-corrupt-check: true\n\
+            client-transport-security:\n  cert-file: /x\n";
+        std::fs::write(&file, yaml).expect("write");
+        let args = config_file_args(&file, &cmd).expect("args");
+        assert_eq!(
+            args,
+            [
+                "storaged",
+                "--name=infra0",
+                "--heartbeat-interval=100",
+                "--listen-peer-urls=http://10.0.0.1:2380,http://10.0.0.1:2480",
+                "--experimental-initial-corrupt-check=true",
+            ]
+        );
+        std::fs::write(&file, "no-such-setting: 1\n").expect("write");
+        let err = config_file_args(&file, &cmd).expect_err("unknown key");
+        assert!(err.contains("unknown setting \"no-such-setting\""), "{err}");
+        std::fs::write(&file, "name: {a: 1}\n").expect("write");
+        assert!(config_file_args(&file, &cmd).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn durations_in_go_form() {

@@ -1,25 +1,23 @@
 //! Gateway settings: flags (etcd's names where the meaning is the same), `METASTORE_*`
-//! environment variables, a YAML `--config` file, then defaults.
+//! environment variables, etcd's `ETCD_*` variables, a YAML `--config` file, then defaults.
 
 use crate::etcd::watch::WatchLimits;
 use clap::Parser;
 use metastore_request::Limits;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Parser, Deserialize, Default, Debug)]
+#[derive(Parser, Default, Debug)]
 #[command(
     name = "metastore-gateway",
     version,
     about = "MetaStore gateway: the etcd v3 API"
 )]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Args {
-    /// YAML file with any of these settings (keys are the flag names).
+    /// YAML file with any of these settings (keys are the flag names; an etcd config file's
+    /// keys MetaStore has no flag for are ignored).
     #[arg(long, env = "METASTORE_CONFIG")]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// URLs to serve etcd clients on [default: http://127.0.0.1:2379].
     #[arg(long, env = "METASTORE_LISTEN_CLIENT_URLS")]
@@ -46,9 +44,44 @@ pub struct Args {
     /// 30s, 500ms [default: 10m; at least 100ms].
     #[arg(long, env = "METASTORE_WATCH_PROGRESS_NOTIFY_INTERVAL")]
     pub watch_progress_notify_interval: Option<String>,
+    /// Most concurrent streams (calls) on one client connection (etcd's flag) [default: no
+    /// limit].
+    #[arg(long, env = "METASTORE_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// How long a client connection may stay silent before the gateway pings it (etcd's flag),
+    /// like 2h or 30s [default: 2h].
+    #[arg(long, env = "METASTORE_GRPC_KEEPALIVE_INTERVAL")]
+    pub grpc_keepalive_interval: Option<String>,
+    /// How long the gateway waits for a ping's answer before it closes the connection (etcd's
+    /// flag) [default: 20s].
+    #[arg(long, env = "METASTORE_GRPC_KEEPALIVE_TIMEOUT")]
+    pub grpc_keepalive_timeout: Option<String>,
+    /// Requests per second the whole gateway accepts (a token bucket; streams count when they
+    /// open); over it, requests get `etcdserver: too many requests` (ResourceExhausted, HTTP
+    /// 429); 0 = no limit [default: 0].
+    #[arg(long, env = "METASTORE_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests per second each client address may send; 0 = no limit [default: 0].
+    #[arg(long, env = "METASTORE_RATE_LIMIT_PER_CLIENT")]
+    pub rate_limit_per_client: Option<u32>,
+    /// Requests a client (and the gateway) may send at once before the rate applies
+    /// [default: the rate].
+    #[arg(long, env = "METASTORE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// More URLs to serve Prometheus `/metrics` on, besides the client URLs (etcd's flag)
+    /// [default: none].
+    #[arg(long, env = "METASTORE_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log format: text, or json with etcd's zap fields (level, ts, caller, msg) [default: text].
+    #[arg(long, env = "METASTORE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// How long a stopping gateway (SIGTERM or SIGINT) waits for calls in flight
+    /// before it closes what is still open, like 5s [default: 5s].
+    #[arg(long, env = "METASTORE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug)]
@@ -58,7 +91,15 @@ pub struct Config {
     pub storage_endpoints: Vec<String>,
     pub limits: Limits,
     pub watch: WatchLimits,
+    pub listen_metrics: Vec<SocketAddr>,
+    pub rate_limits: crate::limits::RateLimits,
+    pub max_concurrent_streams: Option<u32>,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     pub log_level: String,
+    pub log_format: metastore_cli::logging::LogFormat,
+    /// How long stopping may take once the listeners stop accepting.
+    pub shutdown_timeout: Duration,
 }
 
 impl Args {
@@ -77,12 +118,23 @@ impl Args {
             watch_progress_notify_interval: self
                 .watch_progress_notify_interval
                 .or(file.watch_progress_notify_interval),
+            listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
+            rate_limit: self.rate_limit.or(file.rate_limit),
+            max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
+            grpc_keepalive_interval: self
+                .grpc_keepalive_interval
+                .or(file.grpc_keepalive_interval),
+            grpc_keepalive_timeout: self.grpc_keepalive_timeout.or(file.grpc_keepalive_timeout),
+            rate_limit_per_client: self.rate_limit_per_client.or(file.rate_limit_per_client),
+            rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
             log_level: self.log_level.or(file.log_level),
+            log_format: self.log_format.or(file.log_format),
+            shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
         }
     }
 
     pub fn resolve(self) -> Result<Config, String> {
-        let file: Args = metastore_cli::load_yaml(self.config.as_deref())?;
+        let file: Args = metastore_cli::load_config(self.config.as_deref())?;
         let a = self.or(file);
         let listen = a
             .listen_client_urls
@@ -122,7 +174,34 @@ impl Args {
             advertise_client_urls: split(&advertise),
             storage_endpoints: split(&storage),
             limits,
+            max_concurrent_streams: a.max_concurrent_streams,
+            keepalive_interval: duration_flag(
+                "grpc-keepalive-interval",
+                a.grpc_keepalive_interval.as_deref(),
+                Duration::from_secs(7200),
+            )?,
+            keepalive_timeout: duration_flag(
+                "grpc-keepalive-timeout",
+                a.grpc_keepalive_timeout.as_deref(),
+                Duration::from_secs(20),
+            )?,
+            rate_limits: crate::limits::RateLimits {
+                per_client: a.rate_limit_per_client.and_then(std::num::NonZeroU32::new),
+                global: a.rate_limit.and_then(std::num::NonZeroU32::new),
+                burst: a.rate_limit_burst.and_then(std::num::NonZeroU32::new),
+            },
+            listen_metrics: match a.listen_metrics_urls.as_deref() {
+                None | Some("") => Vec::new(),
+                Some(urls) => metastore_cli::parse_urls("listen-metrics-urls", urls)?,
+            },
             log_level: a.log_level.unwrap_or_else(|| "info".into()),
+            log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+            shutdown_timeout: match a.shutdown_timeout.as_deref() {
+                None => Duration::from_secs(5),
+                Some(s) => metastore_cli::parse_duration(s).ok_or_else(|| {
+                    format!("--shutdown-timeout {s:?}: expected a duration like 5s or 500ms")
+                })?,
+            },
         })
     }
 }
@@ -133,4 +212,13 @@ fn split(s: &str) -> Vec<String> {
         .filter(|u| !u.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A duration flag's value, or `default` when unset.
+fn duration_flag(flag: &str, value: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(s) => metastore_cli::parse_duration(s)
+            .ok_or_else(|| format!("--{flag} {s:?}: expected a duration like 2h, 30s or 500ms")),
+    }
 }

@@ -29,6 +29,12 @@ pub enum Error {
     /// A write whose outcome is unknown after a leader change (it may still be applied).
     TimeoutLeaderFail,
     LeaderChanged,
+    /// Over the gateway's request rate limit (`--rate-limit-*`): MetaStore's use of etcd's
+    /// text, with the gRPC code for it (etcd's own, for its apply backlog, goes out as Unknown).
+    TooManyRequests,
+    /// The gateway is stopping (SIGTERM or SIGINT): streams end with this so clients go on
+    /// elsewhere.
+    Stopped,
     MemberExists,
     PeerUrlExists,
     MemberBadUrls,
@@ -130,6 +136,8 @@ impl Error {
                 "etcdserver: request timed out, possibly due to previous leader failure",
             ),
             Error::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
+            Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            Error::TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
             Error::MemberExists => (
                 Code::FailedPrecondition,
                 "etcdserver: member ID already exist",
@@ -562,6 +570,8 @@ mod tests {
         TimeoutLeaderFail => Unavailable,
             "etcdserver: request timed out, possibly due to previous leader failure";
         LeaderChanged => Unavailable, "etcdserver: leader changed";
+        Stopped => Unavailable, "etcdserver: server stopped";
+        TooManyRequests => ResourceExhausted, "etcdserver: too many requests";
         MemberExists => FailedPrecondition, "etcdserver: member ID already exist";
         PeerUrlExists => FailedPrecondition, "etcdserver: Peer URLs already exists";
         MemberBadUrls => InvalidArgument, "etcdserver: given member URLs are invalid";

@@ -167,6 +167,7 @@ impl Mux {
         while !self.queue.is_empty() && self.in_flight.len() < MAX_IN_FLIGHT {
             let n = self.queue.len().min(MAX_BATCH);
             let renewals: Vec<Pending> = self.queue.drain(..n).collect();
+            crate::metrics::keepalive_batch(n);
             let seq = self.next_seq;
             self.next_seq += 1;
             let batch = RenewBatch {

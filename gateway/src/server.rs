@@ -2,6 +2,7 @@
 
 use crate::caller::TokenLayer;
 use crate::config::Config;
+use crate::error::Error;
 use crate::etcd::auth::AuthService;
 use crate::etcd::cluster::ClusterService;
 use crate::etcd::election::ElectionService;
@@ -14,6 +15,7 @@ use crate::http::front_door;
 use crate::keepalive::KeepAliveHub;
 use crate::listen::authority::AuthorityFix;
 use crate::upstream::Upstream;
+use metastore_cli::shutdown::{CutStreamsLayer, bounded};
 use metastore_proto::etcdserverpb::auth_server::AuthServer;
 use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
@@ -32,7 +34,17 @@ const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 pub async fn run(cfg: Config) -> Result<(), String> {
+    let stop = metastore_cli::shutdown::on_signals();
     let listeners = metastore_cli::bind_all("listen-client-urls", &cfg.listen_client).await?;
+    for listener in metastore_cli::bind_all("listen-metrics-urls", &cfg.listen_metrics).await? {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving metrics");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, crate::metrics::route::<()>()).await {
+                tracing::warn!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     let upstream = Upstream::new(&cfg.storage_endpoints)?;
     upstream.spawn_recovery();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -40,9 +52,6 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
     let recv_limit = cfg.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     // A JSON body carries the request's bytes as base64 (4/3) with field names around them.
     let http_body_limit = recv_limit * 2;
@@ -74,6 +83,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             }
         }
     });
+    let rate_limit = crate::limits::RateLimitLayer::new(cfg.rate_limits);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -95,25 +105,49 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(health.clone())
             .add_service(reflection.clone())
             .into_axum_router();
+        if tasks.is_empty() {
+            crate::http::health::spawn_grpc_health(
+                crate::http::local::Local::new(grpc.clone()),
+                health_reporter.clone(),
+            );
+        }
         // One listener for everything, as etcd: gRPC (HTTP/2) by its paths, the HTTP routes
         // over HTTP/1.1 or h2c.
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            .http2_keepalive_interval(Some(cfg.keepalive_interval))
+            .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
+            .layer(crate::metrics::grpc_layer())
+            .layer(CutStreamsLayer::new(stop.clone(), Error::Stopped.into()))
+            .layer(rate_limit.clone())
             .layer(TokenLayer)
             .add_routes(front_door(grpc, http_body_limit).into());
         let incoming = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .map(|conn| conn.map(AuthorityFix::new));
-        tasks.spawn(router.serve_with_incoming_shutdown(incoming, async {
-            let _ = tokio::signal::ctrl_c().await;
-        }));
+        tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
-    while let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("client server failed: {e}")),
-            Err(e) => return Err(format!("client server task failed: {e}")),
+    // On SIGTERM or SIGINT the listeners stop accepting, streams end with `server stopped`
+    // (clients reconnect elsewhere) and unary calls in flight finish; what is still open after
+    // the shutdown timeout is dropped.
+    let serving = async {
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("client server failed: {e}")),
+                Err(e) => return Err(format!("client server task failed: {e}")),
+            }
         }
+        Ok(())
+    };
+    match bounded(serving, &stop, cfg.shutdown_timeout).await {
+        Some(res) => res?,
+        None => tracing::warn!(
+            timeout = ?cfg.shutdown_timeout,
+            "connections still open at the shutdown timeout; closing them"
+        ),
     }
+    tracing::info!("gateway stopped");
     Ok(())
 }

@@ -177,6 +177,7 @@ impl Upstream {
         }
         let mut members = Vec::new();
         for url in endpoints {
+            crate::metrics::upstream_member(url);
             let client = |timeout| {
                 let options = ChannelOptions {
                     timeout,
@@ -312,7 +313,10 @@ impl Upstream {
             let start = first.unwrap_or_else(|| self.preferred.load(Ordering::Relaxed)) % n;
             for step in 0..n {
                 let i = (start + step) % n;
-                match call(self.members[i].client.clone()).await {
+                let started = Instant::now();
+                let outcome = call(self.members[i].client.clone()).await;
+                crate::metrics::upstream_call(&self.members[i].url, started.elapsed());
+                match outcome {
                     Ok(v) => {
                         if first.is_none() {
                             self.preferred.store(i, Ordering::Relaxed);
@@ -321,6 +325,7 @@ impl Upstream {
                     }
                     Err(status) if not_sent(&status) => {
                         tracing::debug!(member = %self.members[i].url, %status, "storage member unreachable");
+                        crate::metrics::upstream_retry(&self.members[i].url);
                         // An unreachable member is no leader to aim at until probed again.
                         let _ = self.leader.compare_exchange(
                             i,

@@ -1,25 +1,23 @@
 //! storaged settings: flags (etcd's names where the meaning is the same), `METASTORE_*`
-//! environment variables, a YAML `--config` file, then defaults.
+//! environment variables, etcd's `ETCD_*` variables, a YAML `--config` file, then defaults.
 
 use crate::engine::EngineKind;
 use crate::quota::Quota;
 use clap::Parser;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Parser, Deserialize, Default, Debug)]
+#[derive(Parser, Default, Debug)]
 #[command(
     name = "metastore-storaged",
     version,
     about = "MetaStore storage member"
 )]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Args {
-    /// YAML file with any of these settings (keys are the flag names).
+    /// YAML file with any of these settings (keys are the flag names; an etcd config file's
+    /// keys MetaStore has no flag for are ignored).
     #[arg(long, env = "METASTORE_CONFIG")]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Human-readable name of this member.
     #[arg(long, env = "METASTORE_NAME")]
@@ -111,9 +109,33 @@ pub struct Args {
     /// revision a number of revisions; 0 turns auto-compaction off (etcd's flag) [default: 0].
     #[arg(long, env = "METASTORE_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
+    /// RocksDB block compression of every column family: lz4, zstd or none [default: lz4].
+    #[arg(long, env = "METASTORE_ROCKSDB_COMPRESSION")]
+    pub rocksdb_compression: Option<String>,
+    /// RocksDB block cache shared by every column family, in bytes [default: 67108864].
+    #[arg(long, env = "METASTORE_ROCKSDB_BLOCK_CACHE_BYTES")]
+    pub rocksdb_block_cache_bytes: Option<usize>,
+    /// RocksDB bloom filter bits per key on the data column families; 0 turns filters off
+    /// [default: 10].
+    #[arg(long, env = "METASTORE_ROCKSDB_BLOOM_BITS")]
+    pub rocksdb_bloom_bits: Option<f64>,
+    /// RocksDB memtable size of each column family, in bytes [default: 67108864].
+    #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES")]
+    pub rocksdb_write_buffer_bytes: Option<usize>,
+    /// URLs to serve Prometheus `/metrics` on, like http://127.0.0.1:2381 (etcd's flag)
+    /// [default: none].
+    #[arg(long, env = "METASTORE_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
     /// Log filter (RUST_LOG wins) [default: info].
     #[arg(long, env = "METASTORE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log format: text, or json with etcd's zap fields (level, ts, caller, msg) [default: text].
+    #[arg(long, env = "METASTORE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// How long a stopping member (SIGTERM or SIGINT) (a leader first hands leadership to its most caught-up voter) waits for calls in flight
+    /// before it closes what is still open, like 5s [default: 5s].
+    #[arg(long, env = "METASTORE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
 }
 
 /// Settings after merging and checking.
@@ -142,7 +164,12 @@ pub struct Config {
     pub auth: crate::auth::AuthOptions,
     /// Auto-compaction, when on.
     pub auto_compaction: Option<crate::compactor::Policy>,
+    pub listen_metrics: Vec<SocketAddr>,
+    pub rocksdb: crate::engine::RocksTuning,
     pub log_level: String,
+    pub log_format: metastore_cli::logging::LogFormat,
+    /// How long stopping may take once the listeners stop accepting.
+    pub shutdown_timeout: Duration,
 }
 
 impl Args {
@@ -187,15 +214,27 @@ impl Args {
             auto_compaction_retention: self
                 .auto_compaction_retention
                 .or(file.auto_compaction_retention),
+            listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
+            rocksdb_compression: self.rocksdb_compression.or(file.rocksdb_compression),
+            rocksdb_block_cache_bytes: self
+                .rocksdb_block_cache_bytes
+                .or(file.rocksdb_block_cache_bytes),
+            rocksdb_bloom_bits: self.rocksdb_bloom_bits.or(file.rocksdb_bloom_bits),
+            rocksdb_write_buffer_bytes: self
+                .rocksdb_write_buffer_bytes
+                .or(file.rocksdb_write_buffer_bytes),
             log_level: self.log_level.or(file.log_level),
+            log_format: self.log_format.or(file.log_format),
+            shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
         }
     }
 
     /// Merges flags/env with the config file and applies defaults.
     pub fn resolve(self) -> Result<Config, String> {
-        let file: Args = metastore_cli::load_yaml(self.config.as_deref())?;
+        let file: Args = metastore_cli::load_config(self.config.as_deref())?;
         let a = self.or(file);
         let auth = auth_options(&a)?;
+        let rocksdb = rocksdb_tuning(&a)?;
         let name = a.name.unwrap_or_else(|| "default".into());
         let engine: EngineKind = a.engine.as_deref().unwrap_or("rocksdb").parse()?;
         let data_dir = a
@@ -305,7 +344,19 @@ impl Args {
                 .initial_cluster_token
                 .unwrap_or_else(|| "etcd-cluster".into()),
             quota: Quota::from_flag(a.quota_backend_bytes.unwrap_or(0)),
+            rocksdb,
+            listen_metrics: match a.listen_metrics_urls.as_deref() {
+                None | Some("") => Vec::new(),
+                Some(urls) => metastore_cli::parse_urls("listen-metrics-urls", urls)?,
+            },
             log_level: a.log_level.unwrap_or_else(|| "info".into()),
+            log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+            shutdown_timeout: match a.shutdown_timeout.as_deref() {
+                None => Duration::from_secs(5),
+                Some(s) => metastore_cli::parse_duration(s).ok_or_else(|| {
+                    format!("--shutdown-timeout {s:?}: expected a duration like 5s or 500ms")
+                })?,
+            },
         })
     }
 }
@@ -342,4 +393,29 @@ fn auth_options(a: &Args) -> Result<crate::auth::AuthOptions, String> {
         token_ttl: Duration::from_secs(ttl),
         jwt,
     })
+}
+
+fn rocksdb_tuning(a: &Args) -> Result<crate::engine::RocksTuning, String> {
+    let defaults = crate::engine::RocksTuning::default();
+    let tuning = crate::engine::RocksTuning {
+        compression: a
+            .rocksdb_compression
+            .clone()
+            .unwrap_or(defaults.compression),
+        block_cache_bytes: a
+            .rocksdb_block_cache_bytes
+            .unwrap_or(defaults.block_cache_bytes),
+        bloom_bits_per_key: a.rocksdb_bloom_bits.unwrap_or(defaults.bloom_bits_per_key),
+        write_buffer_bytes: a
+            .rocksdb_write_buffer_bytes
+            .unwrap_or(defaults.write_buffer_bytes),
+    };
+    crate::engine::RocksTuning::compression_type(&tuning.compression)?;
+    if !(0.0..=64.0).contains(&tuning.bloom_bits_per_key) {
+        return Err("--rocksdb-bloom-bits must be between 0 and 64".into());
+    }
+    if tuning.write_buffer_bytes < 1 << 20 {
+        return Err("--rocksdb-write-buffer-bytes must be at least 1048576".into());
+    }
+    Ok(tuning)
 }

@@ -3,6 +3,8 @@
 //! election timeout; a follower or learner while it knows a leader. A follower keeps the leader
 //! it last heard of until an election replaces it, so only the leader's answer tells that
 //! quorum is lost; clients' `/health` (the gateway's) reads through a quorum and always does.
+//! Any member is NOT_SERVING while an alarm is active or while it has more than 5,000 committed
+//! entries left to apply.
 
 use crate::node::Node;
 use openraft::async_runtime::WatchReceiver;
@@ -28,7 +30,8 @@ pub fn spawn(node: Arc<Node>, reporter: HealthReporter) {
                     .last_quorum_acked
                     .is_some_and(|acked| acked.elapsed() <= quorum_window),
                 _ => m.current_leader.is_some(),
-            };
+            } && !far_behind(&m)
+                && !alarmed(&node);
             let status = if serving {
                 ServingStatus::Serving
             } else {
@@ -37,4 +40,19 @@ pub fn spawn(node: Arc<Node>, reporter: HealthReporter) {
             reporter.set_service_status("", status).await;
         }
     });
+}
+
+/// Committed entries a member may have left to apply and still count as serving (etcd refuses
+/// requests beyond this backlog with `too many requests`).
+const MAX_APPLY_BACKLOG: u64 = 5_000;
+
+fn far_behind(m: &crate::raft::RaftMetrics) -> bool {
+    let committed = m.local_committed.map_or(0, |l| l.index());
+    let applied = m.last_applied.map_or(0, |l| l.index());
+    committed.saturating_sub(applied) > MAX_APPLY_BACKLOG
+}
+
+/// An active alarm (NOSPACE, CORRUPT) makes the member unhealthy, as etcd's `/health`.
+fn alarmed(node: &Node) -> bool {
+    crate::alarms::Alarms::load(node.store()).map_or(true, |a| !a.list(0).is_empty())
 }

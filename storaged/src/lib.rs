@@ -1,11 +1,13 @@
 //! metastore-storaged: one member of the MetaStore storage cluster.
 //!
 //! Layers, top to bottom (writes flow down, reads and answers flow up):
-//! - [`server`]: wires it all together; [`config`] reads settings.
+//! - [`server`]: wires it all together; [`config`] reads settings; [`stopping`] hands a
+//!   leader's leadership over on SIGTERM or SIGINT.
 //! - [`service`]: the internal storage gRPC service gateways call: checks a request, runs it
 //!   through [`forward`] (here when this member leads, else once on the leader), maps the
 //!   error with [`errors`] and stamps the header with [`stamp`]. [`keepalive`] serves the
 //!   gateways' batched lease renewal streams the same way.
+//! - [`metrics`]: Prometheus metrics under etcd's names (`--listen-metrics-urls`).
 //! - [`health`]: gRPC health on the storage port (a leader with a quorum, or a member that knows
 //!   a leader).
 //! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
@@ -46,6 +48,7 @@ pub mod health;
 pub mod identity;
 pub mod keepalive;
 pub mod lessor;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod publication;
@@ -55,4 +58,5 @@ pub mod server;
 pub mod service;
 pub mod stamp;
 pub mod state_machine;
+pub mod stopping;
 pub mod watch;

@@ -1,17 +1,19 @@
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use metastore_storaged::config::Args;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     metastore_cli::fail_stop();
-    let cfg = match Args::parse().resolve() {
+    // etcd's ETCD_* variables set the flags MetaStore shares with etcd.
+    let argv = metastore_cli::etcd_env::args_with_etcd_env(&Args::command());
+    let cfg = match Args::parse_from(argv).resolve() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("metastore-storaged: {e}");
             return ExitCode::from(2);
         }
     };
-    metastore_cli::init_logging(&cfg.log_level);
+    metastore_cli::logging::init(&cfg.log_level, cfg.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

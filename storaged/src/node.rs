@@ -223,11 +223,12 @@ impl Node {
     }
 
     async fn propose(&self, proposal: Proposal) -> Result<Applied, NodeError> {
-        let resp = self
-            .raft
-            .client_write(proposal)
-            .await
-            .map_err(write_error)?;
+        let pending = crate::metrics::proposal_started();
+        let resp = self.raft.client_write(proposal).await.map_err(|e| {
+            crate::metrics::proposal_failed();
+            write_error(e)
+        })?;
+        drop(pending);
         self.read_ready.store(true, Ordering::Release);
         Ok(resp.data.0?)
     }
@@ -275,7 +276,10 @@ impl Node {
     /// Confirms with a quorum that this member leads and that everything committed before now
     /// is applied locally.
     pub async fn linearize(&self) -> Result<(), NodeError> {
-        self.confirm(ReadPolicy::ReadIndex).await
+        let started = std::time::Instant::now();
+        let out = self.confirm(ReadPolicy::ReadIndex).await;
+        crate::metrics::read_index(started.elapsed(), out.is_ok());
+        out
     }
 
     /// Like [`Node::linearize`], trusting the leader lease (a quorum acknowledged this
@@ -342,6 +346,7 @@ impl Node {
             self.linearize().await?;
         }
         let store = self.store.clone();
+        crate::metrics::read(false);
         blocking(move || Ok(store.range(&req)?)).await
     }
 
@@ -359,6 +364,7 @@ impl Node {
             self.linearize().await?;
         }
         let store = self.store.clone();
+        crate::metrics::read(true);
         blocking(move || Ok(mvcc::txn_read_only(&store, &req)?)).await
     }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use tonic::transport::server::TcpIncoming;
 
 use metastore_cli::rpc::MAX_INTERNAL_MESSAGE;
+use metastore_cli::shutdown::{CutStreamsLayer, bounded};
 
 fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
     let config = openraft::Config {
@@ -92,10 +93,13 @@ async fn start_raft(
 }
 
 pub async fn run(cfg: Config) -> Result<(), String> {
+    let signal = metastore_cli::shutdown::on_signals();
     let mut identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
     let storage_listeners =
         metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
     let peer_listeners = metastore_cli::bind_all("listen-peer-urls", &cfg.listen_peer).await?;
+    let metrics_listeners =
+        metastore_cli::bind_all("listen-metrics-urls", &cfg.listen_metrics).await?;
 
     if !crate::identity::is_pinned(&cfg.data_dir) {
         if cfg.join_existing {
@@ -104,12 +108,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             crate::bootstrap::check_not_bootstrapped(&identity).await?;
         }
     }
-    let opened = engine::open(cfg.engine, &cfg.data_dir).map_err(|e| e.to_string())?;
+    let opened =
+        engine::open_tuned(cfg.engine, &cfg.data_dir, &cfg.rocksdb).map_err(|e| e.to_string())?;
     crate::backup::snapshot::remove_leftovers(&cfg.data_dir);
     let identity = identity.pinned(&cfg.data_dir)?;
     let hub = Arc::new(WatchHub::new());
+    let engine: Arc<dyn crate::engine::Engine> = Arc::new(crate::metrics::Timed(opened.engine));
     let store = Arc::new(
-        Store::open_observed(opened.engine, Some(hub.clone()))
+        Store::open_observed(engine, Some(hub.clone()))
             .map_err(|e| format!("cannot open store: {e}"))?,
     );
     let auth = Arc::new(crate::auth::Auth::new(cfg.auth.clone()));
@@ -162,6 +168,32 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
+    crate::metrics::spawn_leader_watch(node.clone());
+    for listener in metrics_listeners {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving metrics");
+        let (node, hub) = (node.clone(), hub.clone());
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = crate::metrics::render(&node, &hub);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::CONTENT_TYPE,
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     let service = Arc::new(StorageService::new(
         node.clone(),
         hub,
@@ -176,17 +208,36 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     crate::health::spawn(node.clone(), health_reporter);
+    // On SIGTERM or SIGINT a leader first hands leadership over (the listeners keep serving
+    // the vote and the catch-up that needs), then the listeners stop accepting and open
+    // streams (gateways' watch feeds) end with `server stopped` so gateways go elsewhere.
+    let stop = metastore_cli::shutdown::Token::new();
+    {
+        let (node, stop, signal) = (node.clone(), stop.clone(), signal.clone());
+        let within = std::time::Duration::from_millis(cfg.election_timeout_ms * 3);
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            crate::stopping::hand_off(&node, within).await;
+            stop.cancel();
+        });
+    }
+    let cut = CutStreamsLayer::new(
+        stop.clone(),
+        tonic::Status::unavailable("etcdserver: server stopped"),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for listener in storage_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving storage RPC");
         let router = tonic::transport::Server::builder()
+            .layer(crate::metrics::grpc_layer())
+            .layer(cut.clone())
             .add_service(storage_server())
             .add_service(health.clone())
             .add_service(reflection.clone());
         tasks.spawn(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown_signal(),
+            stop.clone().cancelled_owned(),
         ));
     }
     for listener in peer_listeners {
@@ -200,21 +251,34 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
         let router = tonic::transport::Server::builder()
+            .layer(crate::metrics::grpc_layer())
+            .layer(cut.clone())
             .add_service(peer)
             .add_service(storage_server());
         tasks.spawn(router.serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown_signal(),
+            stop.clone().cancelled_owned(),
         ));
     }
-    while let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("server failed: {e}")),
-            Err(e) => return Err(format!("server task failed: {e}")),
+    let serving = async {
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("server failed: {e}")),
+                Err(e) => return Err(format!("server task failed: {e}")),
+            }
         }
+        Ok(())
+    };
+    match bounded(serving, &stop, cfg.shutdown_timeout).await {
+        Some(res) => res?,
+        None => tracing::warn!(
+            timeout = ?cfg.shutdown_timeout,
+            "connections still open at the shutdown timeout; closing them"
+        ),
     }
     let _ = raft.shutdown().await;
+    tracing::info!("storaged stopped");
     Ok(())
 }
 
@@ -226,8 +290,4 @@ async fn wait_for_membership(node: &Node) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -9,6 +9,8 @@ pub struct MemberSpec {
     pub name: String,
     pub storage_port: u16,
     pub peer_port: u16,
+    /// Where the member serves Prometheus `/metrics`.
+    pub metrics_port: u16,
 }
 
 /// `n` storaged members (names s1..sN) and gateways, each gateway preferring a member.
@@ -35,6 +37,20 @@ impl Cluster {
     /// Starts `n` members and `gateways` gateways; gateway `g` prefers member `g % n`.
     pub fn start(engine: &str, n: usize, gateways: usize, storaged_args: &[&str]) -> Result<Self> {
         Self::start_with(engine, n, gateways, storaged_args, &[])
+    }
+
+    /// Like [`Cluster::start`], each member logging to its own file ([`Cluster::member_log`]).
+    pub fn start_logged(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        storaged_args: &[&str],
+    ) -> Result<Self> {
+        let mut c = Self::unstarted(engine, n)?;
+        c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
+        c.member_logs = true;
+        c.launch(gateways)?;
+        Ok(c)
     }
 
     /// Like [`Cluster::start`], with extra gateway flags.
@@ -109,6 +125,7 @@ impl Cluster {
                 name: format!("s{}", i + 1),
                 storage_port: free_port()?,
                 peer_port: free_port()?,
+                metrics_port: free_port()?,
             });
         }
         Ok(Cluster {
@@ -251,6 +268,10 @@ impl Cluster {
                 m.storage_port
             ))
             .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                m.metrics_port
+            ))
+            .arg(format!(
                 "--listen-peer-urls=http://127.0.0.1:{}",
                 m.peer_port
             ))
@@ -285,6 +306,26 @@ impl Cluster {
     /// SIGKILL member `i`.
     pub fn kill_member(&mut self, i: usize) {
         self.procs[i] = None;
+    }
+
+    /// SIGTERMs member `i` and waits up to `within` for it to exit (see [`Proc::terminate`]).
+    pub fn terminate_member(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Result<(Duration, std::process::ExitStatus)> {
+        let mut proc = self.procs[i].take().context("member not running")?;
+        proc.terminate(within)
+    }
+
+    /// SIGTERMs gateway `g` and waits up to `within` for it to exit.
+    pub fn terminate_gateway(
+        &mut self,
+        g: usize,
+        within: Duration,
+    ) -> Result<(Duration, std::process::ExitStatus)> {
+        let mut proc = self.gateways[g].0.take().context("gateway not running")?;
+        proc.terminate(within)
     }
 
     /// Starts a gateway whose storage endpoints begin with member `first`.
@@ -371,6 +412,7 @@ impl Cluster {
             name: name.to_string(),
             storage_port: free_port()?,
             peer_port,
+            metrics_port: free_port()?,
         });
         self.procs.push(None);
         let i = self.members.len() - 1;

@@ -90,6 +90,27 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// Sends SIGTERM and waits up to `within` for the process to exit; the time it took and
+    /// its exit status. A process still running at the deadline is an error (and is killed).
+    pub fn terminate(&mut self, within: Duration) -> Result<(Duration, std::process::ExitStatus)> {
+        let started = Instant::now();
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed");
+        loop {
+            if let Some(status) = self.0.try_wait()? {
+                return Ok((started.elapsed(), status));
+            }
+            if started.elapsed() > within {
+                let _ = self.0.kill();
+                anyhow::bail!("process {pid} still running {within:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A gRPC channel to `endpoint`, retried until it connects (up to 20 s).
 pub async fn channel(endpoint: &str) -> Result<tonic::transport::Channel> {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -116,8 +116,42 @@ async fn health(State(local): State<Local>, RawQuery(query): RawQuery) -> Respon
         .into_response()
 }
 
+/// Keeps the gateway's gRPC health (service `""`) in step with `/health`: NOT_SERVING while an
+/// alarm is active or there is no leader (without `/health`'s read of a key, so a polling load
+/// balancer adds no reads).
+pub fn spawn_grpc_health(local: Local, reporter: tonic_health::server::HealthReporter) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let status = match leader_or_alarm_problem(&local).await {
+                None => tonic_health::ServingStatus::Serving,
+                Some(why) => {
+                    tracing::debug!(reason = %why, "gRPC health: not serving");
+                    tonic_health::ServingStatus::NotServing
+                }
+            };
+            reporter.set_service_status("", status).await;
+        }
+    });
+}
+
 /// Why the cluster is unhealthy, if it is.
 async fn health_problem(local: &Local, excluded: &[&str], serializable: bool) -> Option<String> {
+    problem(local, excluded, serializable, true).await
+}
+
+/// Like [`health_problem`] without the read of a key.
+async fn leader_or_alarm_problem(local: &Local) -> Option<String> {
+    problem(local, &[], false, false).await
+}
+
+async fn problem(
+    local: &Local,
+    excluded: &[&str],
+    serializable: bool,
+    read: bool,
+) -> Option<String> {
     // Alarms are read with a linearizable read too; when that fails the leader and read checks
     // below say why.
     let alarms = active_alarms(local).await;
@@ -132,7 +166,7 @@ async fn health_problem(local: &Local, excluded: &[&str], serializable: bool) ->
     if !serializable && leader(local).await == Some(0) {
         return Some("RAFT NO LEADER".to_string());
     }
-    if let Err(e) = read_health_key(local, serializable).await {
+    if read && let Err(e) = read_health_key(local, serializable).await {
         return Some(format!("RANGE ERROR:{e}"));
     }
     alarms.err().map(|e| format!("ALARM ERROR:{e}"))

@@ -36,6 +36,7 @@ pub fn front_door(grpc: axum::Router, body_limit: usize) -> axum::Router {
     json::router()
         .merge(health::router())
         .merge(crate::rest::router().0)
+        .merge(crate::metrics::route())
         .with_state(local)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(cors))

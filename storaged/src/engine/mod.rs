@@ -15,7 +15,7 @@ mod conformance;
 use std::path::PathBuf;
 
 pub use log::LogBackend;
-pub use open::{EngineKind, Opened, open};
+pub use open::{EngineKind, Opened, RocksTuning, open, open_tuned};
 
 /// Separate keyspaces inside one engine. Each engine maps them to its own structure
 /// (a map per table in memory, a column family in RocksDB).

@@ -3,6 +3,7 @@
 use super::log::{LogBackend, RedbLog};
 use super::memory::MemoryEngine;
 use super::rocks::RocksEngine;
+pub use super::rocks::RocksTuning;
 use super::{Engine, EngineError};
 use std::fmt;
 use std::path::Path;
@@ -56,6 +57,15 @@ pub struct Opened {
 /// Opens (creating if needed) the engine of `kind` whose files live in `dir`, with its raft
 /// log: inside the same RocksDB instance, or a redb file for the memory engine.
 pub fn open(kind: EngineKind, dir: &Path) -> Result<Opened, EngineError> {
+    open_tuned(kind, dir, &RocksTuning::default())
+}
+
+/// Like [`open`], with RocksDB settings (the memory engine has none).
+pub fn open_tuned(
+    kind: EngineKind,
+    dir: &Path,
+    tuning: &RocksTuning,
+) -> Result<Opened, EngineError> {
     std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
         path: dir.to_path_buf(),
         source,
@@ -82,7 +92,7 @@ pub fn open(kind: EngineKind, dir: &Path) -> Result<Opened, EngineError> {
             }
         }
         EngineKind::Rocksdb => {
-            let rocks = Arc::new(RocksEngine::open(dir)?);
+            let rocks = Arc::new(RocksEngine::open(dir, tuning)?);
             Opened {
                 engine: rocks.clone(),
                 log: rocks,

@@ -8,7 +8,10 @@
 
 use super::log::LogBackend;
 use super::{BatchOp, Engine, EngineError, EngineKind, ReadView, ScanVisitor, Table, WriteBatch};
-use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, Options, ReadOptions};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions,
+};
 use std::io;
 use std::path::Path;
 
@@ -23,17 +26,81 @@ fn backend(e: rocksdb::Error) -> EngineError {
     EngineError::Backend(e.into_string())
 }
 
+/// RocksDB settings, applied to every column family (tables and raft log alike).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RocksTuning {
+    /// Block compression: `lz4`, `zstd` or `none`.
+    pub compression: String,
+    /// One LRU block cache shared by every column family.
+    pub block_cache_bytes: usize,
+    /// Bloom filter bits per key on the tables (point reads skip files); 0 turns it off.
+    pub bloom_bits_per_key: f64,
+    /// Memtable size of each column family.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksTuning {
+    fn default() -> Self {
+        RocksTuning {
+            compression: "lz4".into(),
+            block_cache_bytes: 64 << 20,
+            bloom_bits_per_key: 10.0,
+            write_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RocksTuning {
+    /// The compression named by `name`.
+    pub fn compression_type(name: &str) -> Result<DBCompressionType, String> {
+        match name {
+            "lz4" => Ok(DBCompressionType::Lz4),
+            "zstd" => Ok(DBCompressionType::Zstd),
+            "none" => Ok(DBCompressionType::None),
+            other => Err(format!(
+                "--rocksdb-compression {other:?}: expected lz4, zstd or none"
+            )),
+        }
+    }
+
+    fn cf_options(&self, cache: &Cache, bloom: bool) -> Result<Options, EngineError> {
+        let mut o = Options::default();
+        o.set_compression_type(
+            Self::compression_type(&self.compression).map_err(EngineError::Backend)?,
+        );
+        o.set_write_buffer_size(self.write_buffer_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        if bloom && self.bloom_bits_per_key > 0.0 {
+            table.set_bloom_filter(self.bloom_bits_per_key, false);
+        }
+        o.set_block_based_table_factory(&table);
+        Ok(o)
+    }
+}
+
 impl RocksEngine {
-    pub fn open(dir: &Path) -> Result<Self, EngineError> {
+    pub fn open(dir: &Path, tuning: &RocksTuning) -> Result<Self, EngineError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = Table::ALL
-            .iter()
-            .map(|t| t.name())
-            .chain([LOG_CF, LOG_META_CF]);
-        let db = DB::open_cf(&opts, dir, cfs).map_err(backend)?;
+        let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
+        // Every column family gets the settings: the tables (bloom filters for point reads)
+        // and the raft log (read in order, no filter).
+        let mut cfs = Vec::new();
+        for t in Table::ALL {
+            cfs.push(ColumnFamilyDescriptor::new(
+                t.name(),
+                tuning.cf_options(&cache, true)?,
+            ));
+        }
+        for name in [LOG_CF, LOG_META_CF] {
+            cfs.push(ColumnFamilyDescriptor::new(
+                name,
+                tuning.cf_options(&cache, false)?,
+            ));
+        }
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(backend)?;
         Ok(Self { db })
     }
 

@@ -152,6 +152,14 @@ impl KeyIndex {
         removed
     }
 
+    /// Keys whose latest revision is not a deletion (a walk over the index).
+    pub fn live_keys(&self) -> usize {
+        self.keys
+            .values()
+            .filter(|h| h.last().is_some_and(|e| !e.is_tombstone()))
+            .count()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -130,6 +130,11 @@ impl Store {
         self.state.read().applied
     }
 
+    /// Keys that exist now (not deleted).
+    pub fn key_count(&self) -> usize {
+        self.state.read().index.live_keys()
+    }
+
     pub fn read(&self) -> ReadTxn<'_> {
         ReadTxn {
             state: self.state.read(),

@@ -44,7 +44,9 @@ impl Syncer {
             return Ok(());
         }
         let target = self.appended.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
         backend.sync()?;
+        crate::metrics::wal_fsynced(started.elapsed());
         *synced = target;
         Ok(())
     }

@@ -130,13 +130,18 @@ impl PeerClient {
             cluster_id: self.cluster_id,
         });
         request.set_timeout(timeout);
+        let sent = request.get_ref().body.len();
+        let target = self.target;
         let client = self.client()?;
+        let started = std::time::Instant::now();
         let reply = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::PreVote => client.pre_vote(request).await,
             Rpc::Transfer => client.transfer_leader(request).await,
         };
+        let received = reply.as_ref().map_or(0, |r| r.get_ref().body.len());
+        crate::metrics::peer_call(target, sent, received, started.elapsed());
         self.answer(reply)
     }
 

@@ -174,8 +174,14 @@ impl StateMachineStore {
             EntryPayload::Blank => None,
         };
         let state = Some(codec::encode(&next)?);
+        let started = std::time::Instant::now();
         let outcome = match cmd {
-            Some(cmd) => self.machine.apply_marked(log_id.index(), state, &cmd),
+            Some(cmd) => {
+                let outcome = self.machine.apply_marked(log_id.index(), state, &cmd);
+                let ok = matches!(outcome, Ok(Ok(_)));
+                crate::metrics::applied(&cmd.command, ok, started.elapsed());
+                outcome
+            }
             None => self
                 .store
                 .apply_entry(log_id.index(), state, |_| Ok(()))

@@ -105,6 +105,16 @@ impl WatchHub {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Watchers catching up from history (they fell behind, or started in the past).
+    pub fn unsynced(&self) -> usize {
+        self.inner
+            .lock()
+            .watchers
+            .values()
+            .filter(|w| !w.synced)
+            .count()
+    }
 }
 
 fn key_of(e: &Event) -> &[u8] {

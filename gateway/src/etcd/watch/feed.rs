@@ -171,6 +171,7 @@ async fn run_feed(
         feeds.retire(&key, &me);
         return;
     };
+    let _open = crate::metrics::watch_feed_opened();
     let mut template = created;
     // Every revision up to `position` has been relayed to current subscribers.
     let mut position = created.revision;
