@@ -2,7 +2,7 @@
 # Installs the system packages the build (and, with --test, the tests) need, if missing.
 set -eu
 pkgs="libclang-dev protobuf-compiler"
-[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server etcd-client"
+[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server etcd-client openssl"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

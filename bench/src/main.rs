@@ -30,6 +30,10 @@ struct Args {
     /// Authenticate every client as `name:password` (auth on).
     #[arg(long)]
     user: Option<String>,
+    /// Values like stored objects (half JSON-like text, half random letters and digits, as
+    /// compressible as typical data) instead of one repeated byte.
+    #[arg(long)]
+    mixed_values: bool,
     /// Put and Range through etcd's JSON gateway (`/v3/kv/put`, `/v3/kv/range` over
     /// HTTP/1.1, one keep-alive connection per client) instead of gRPC.
     #[arg(long)]
@@ -82,7 +86,7 @@ async fn fill(
             let mut c = connect(&endpoints).await?;
             for b in (w..batches).step_by(clients) {
                 let ops: Vec<TxnOp> = (b * BATCH..((b + 1) * BATCH).min(total))
-                    .map(|i| TxnOp::put(key(i, key_size), value.clone(), None))
+                    .map(|i| TxnOp::put(key(i, key_size), value_of(i, &value), None))
                     .collect();
                 c.txn(Txn::new().and_then(ops)).await?;
             }
@@ -98,6 +102,31 @@ async fn fill(
         total as f64 / elapsed
     );
     Ok(())
+}
+
+/// Whether `--mixed-values` is on, set once at start.
+static MIXED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// The value written for key `i`: `base`, or with `--mixed-values` a value of the same size
+/// that is half JSON-like text and half random letters and digits.
+fn value_of(i: usize, base: &[u8]) -> Vec<u8> {
+    if !MIXED.get().copied().unwrap_or(false) {
+        return base.to_vec();
+    }
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut out = format!(
+        r#"{{"kind":"Object","metadata":{{"name":"object-{i:08}","namespace":"default","labels":{{"app":"bench"}}}},"data":""#
+    )
+    .into_bytes();
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < base.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(ALNUM[(x % ALNUM.len() as u64) as usize]);
+    }
+    out.truncate(base.len().max(1));
+    out
 }
 
 /// `--user`, set once at start.
@@ -162,6 +191,7 @@ async fn main() -> Result<()> {
         None => None,
     };
     let _ = USER.set(user);
+    let _ = MIXED.set(args.mixed_values);
     let endpoints: Vec<String> = args.endpoints.split(',').map(String::from).collect();
     let value = vec![b'v'; args.val_size];
     if let Cmd::Range { .. } = args.cmd {

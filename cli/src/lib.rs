@@ -10,6 +10,7 @@ pub mod grpc_metrics;
 pub mod logging;
 pub mod rpc;
 pub mod shutdown;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -99,7 +100,33 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Parses a comma-separated list of `http://host:port` URLs into socket addresses.
+/// A URL to listen on: its address, and whether it is `https://`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses a comma-separated list of `http://` or `https://host:port` URLs to listen on.
+pub fn parse_listen_urls(flag: &str, value: &str) -> Result<Vec<Listen>, String> {
+    let urls: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let addrs = parse_urls(flag, value)?;
+    Ok(addrs
+        .into_iter()
+        .zip(urls)
+        .map(|(addr, url)| Listen {
+            addr,
+            tls: url.starts_with("https://"),
+        })
+        .collect())
+}
+
+/// Parses a comma-separated list of `http://` or `https://host:port` URLs into socket
+/// addresses.
 pub fn parse_urls(flag: &str, value: &str) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for url in value.split(',').map(str::trim).filter(|u| !u.is_empty()) {
@@ -112,13 +139,10 @@ pub fn parse_urls(flag: &str, value: &str) -> Result<Vec<SocketAddr>, String> {
 }
 
 fn parse_url(flag: &str, url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        if url.starts_with("https://") {
-            format!("--{flag} {url}: TLS is not supported yet (use http://)")
-        } else {
-            format!("--{flag} {url}: expected http://host:port")
-        }
-    })?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("--{flag} {url}: expected http://host:port or https://host:port"))?;
     let hostport = rest.trim_end_matches('/');
     if hostport.contains('/') {
         return Err(format!("--{flag} {url}: a URL here takes no path"));

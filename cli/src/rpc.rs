@@ -2,8 +2,9 @@
 //! (gateway -> storaged, member -> leader, raft peers) and one typed test of whether a failed
 //! call certainly never reached its server.
 
+use std::sync::OnceLock;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Largest internal message other than raft's (a storage request or answer: a 1.5 MiB request
 /// or a large range answer).
@@ -25,12 +26,35 @@ impl ChannelOptions {
     };
 }
 
+/// Bound on an internal channel's TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The TLS settings of this process's internal `https://` channels (set once at start).
+static CLIENT_TLS: OnceLock<ClientTlsConfig> = OnceLock::new();
+
+/// Sets the CA and client certificate every internal `https://` channel uses.
+pub fn use_client_tls(config: ClientTlsConfig) {
+    let _ = CLIENT_TLS.set(config);
+}
+
 /// A lazily connected channel to `url` (connection failures surface on the first call).
 pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, String> {
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("{url}: {e}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1));
+    if url.starts_with("https://") {
+        // A peer that accepts connections but does not serve them (still starting, or
+        // paused) must not hold a call in the handshake, where no request timeout applies.
+        let tls = CLIENT_TLS
+            .get()
+            .cloned()
+            .unwrap_or_default()
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("{url}: {e}"))?;
+    }
     if let Some(t) = options.timeout {
         endpoint = endpoint.timeout(t);
     }

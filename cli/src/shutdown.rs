@@ -9,14 +9,20 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 pub use tokio_util::sync::CancellationToken as Token;
 
-/// A token cancelled by the first SIGTERM or SIGINT this process receives.
-pub fn on_signals() -> CancellationToken {
+/// A token cancelled by the first SIGTERM or SIGINT this process receives. Whatever still
+/// runs `deadline` after the signal (a stop stuck anywhere, even before serving began) ends
+/// with the process: a bounded stop is promised, and exiting is never less safe than the
+/// `kill -9` every acknowledged write already survives.
+pub fn on_signals(deadline: std::time::Duration) -> CancellationToken {
     let token = CancellationToken::new();
     let fired = token.clone();
     tokio::spawn(async move {
         let name = wait_for_signal().await;
         tracing::info!(signal = name, "stopping");
         fired.cancel();
+        tokio::time::sleep(deadline).await;
+        tracing::error!(?deadline, "still running after the stop deadline; exiting");
+        std::process::exit(1);
     });
     token
 }

@@ -44,6 +44,28 @@ pub struct Args {
     /// 30s, 500ms [default: 10m; at least 100ms].
     #[arg(long, env = "METASTORE_WATCH_PROGRESS_NOTIFY_INTERVAL")]
     pub watch_progress_notify_interval: Option<String>,
+    /// Server certificate for `https://` client URLs (etcd's flag).
+    #[arg(long, env = "METASTORE_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Key of --cert-file (etcd's flag).
+    #[arg(long, env = "METASTORE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA that signs client certificates (etcd's flag).
+    #[arg(long, env = "METASTORE_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file (etcd's flag)
+    /// [default: false].
+    #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: Option<bool>,
+    /// The gateway's own certificate towards `https://` storage endpoints.
+    #[arg(long, env = "METASTORE_STORAGE_CERT_FILE")]
+    pub storage_cert_file: Option<PathBuf>,
+    /// Key of --storage-cert-file.
+    #[arg(long, env = "METASTORE_STORAGE_KEY_FILE")]
+    pub storage_key_file: Option<PathBuf>,
+    /// CA that signs the storaged members' certificates.
+    #[arg(long, env = "METASTORE_STORAGE_TRUSTED_CA_FILE")]
+    pub storage_trusted_ca_file: Option<PathBuf>,
     /// Most concurrent streams (calls) on one client connection (etcd's flag) [default: no
     /// limit].
     #[arg(long, env = "METASTORE_MAX_CONCURRENT_STREAMS")]
@@ -86,7 +108,11 @@ pub struct Args {
 
 #[derive(Debug)]
 pub struct Config {
-    pub listen_client: Vec<SocketAddr>,
+    pub listen_client: Vec<metastore_cli::Listen>,
+    pub tls: metastore_cli::tls::TlsFiles,
+    /// Towards `https://` storage endpoints: the CA, and the gateway's certificate and key.
+    pub storage_ca: Option<PathBuf>,
+    pub storage_identity: Option<(PathBuf, PathBuf)>,
     pub advertise_client_urls: Vec<String>,
     pub storage_endpoints: Vec<String>,
     pub limits: Limits,
@@ -120,6 +146,15 @@ impl Args {
                 .or(file.watch_progress_notify_interval),
             listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
             rate_limit: self.rate_limit.or(file.rate_limit),
+            cert_file: self.cert_file.or(file.cert_file),
+            key_file: self.key_file.or(file.key_file),
+            trusted_ca_file: self.trusted_ca_file.or(file.trusted_ca_file),
+            client_cert_auth: self.client_cert_auth.or(file.client_cert_auth),
+            storage_cert_file: self.storage_cert_file.or(file.storage_cert_file),
+            storage_key_file: self.storage_key_file.or(file.storage_key_file),
+            storage_trusted_ca_file: self
+                .storage_trusted_ca_file
+                .or(file.storage_trusted_ca_file),
             max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
             grpc_keepalive_interval: self
                 .grpc_keepalive_interval
@@ -139,7 +174,20 @@ impl Args {
         let listen = a
             .listen_client_urls
             .unwrap_or_else(|| "http://127.0.0.1:2379".into());
-        let listen_client = metastore_cli::parse_urls("listen-client-urls", &listen)?;
+        let listen_client = metastore_cli::parse_listen_urls("listen-client-urls", &listen)?;
+        let tls = metastore_cli::tls::TlsFiles {
+            cert: a.cert_file.clone(),
+            key: a.key_file.clone(),
+            trusted_ca: a.trusted_ca_file.clone(),
+            client_cert_auth: a.client_cert_auth.unwrap_or(false),
+        };
+        tls.check("")?;
+        if listen_client.iter().any(|l| l.tls) && !tls.has_cert() {
+            return Err("https:// in --listen-client-urls needs --cert-file and --key-file".into());
+        }
+        if a.storage_cert_file.is_some() != a.storage_key_file.is_some() {
+            return Err("--storage-cert-file and --storage-key-file go together".into());
+        }
         let advertise = a.advertise_client_urls.unwrap_or(listen);
         metastore_cli::parse_urls("advertise-client-urls", &advertise)?;
         let storage = a
@@ -170,6 +218,9 @@ impl Args {
         };
         Ok(Config {
             listen_client,
+            tls,
+            storage_ca: a.storage_trusted_ca_file.clone(),
+            storage_identity: a.storage_cert_file.clone().zip(a.storage_key_file.clone()),
             watch,
             advertise_client_urls: split(&advertise),
             storage_endpoints: split(&storage),

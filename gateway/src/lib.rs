@@ -16,6 +16,7 @@
 //!   client's socket and the server (it lets clients whose HTTP/2 `:authority` the server would
 //!   refuse, such as etcdctl 3.4 with `http://` endpoints, through).
 
+pub mod breaker;
 pub mod caller;
 pub mod config;
 pub mod error;

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Requests per second and burst; `None` rate = no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -118,9 +118,13 @@ where
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         if let Some(limiter) = &self.limiter {
-            let client = req
-                .extensions()
+            let ext = req.extensions();
+            let client = ext
                 .get::<TcpConnectInfo>()
+                .or_else(|| {
+                    ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                        .map(|t| t.get_ref())
+                })
                 .and_then(|c| c.remote_addr())
                 .map(|a| a.ip());
             if !limiter.admit(client) {

@@ -4,8 +4,8 @@
 
 use metastore_cli::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder, exponential_buckets,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
 };
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -21,6 +21,7 @@ struct Metrics {
     watch_feeds: IntGauge,
     keepalive_batch: Histogram,
     rate_limited: IntCounter,
+    breaker_open: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -72,6 +73,14 @@ impl Metrics {
             "Requests refused with `too many requests` by the gateway's rate limits.",
         ));
         must(registry.register(Box::new(rate_limited.clone())));
+        let breaker_open = must(IntGaugeVec::new(
+            Opts::new(
+                "metastore_gateway_breaker_open",
+                "1 while a storaged member's circuit breaker is open (it is tried last).",
+            ),
+            &["member"],
+        ));
+        must(registry.register(Box::new(breaker_open.clone())));
         must(registry.register(Box::new(upstream_seconds.clone())));
         must(registry.register(Box::new(upstream_retries.clone())));
         must(registry.register(Box::new(watch_feeds.clone())));
@@ -88,6 +97,7 @@ impl Metrics {
             watch_feeds,
             keepalive_batch,
             rate_limited,
+            breaker_open,
         }
     }
 }
@@ -102,6 +112,15 @@ pub fn grpc_layer() -> GrpcMetricsLayer {
 /// Shows `member`'s series from the start (at zero), not only after its first retry.
 pub fn upstream_member(member: &str) {
     METRICS.upstream_retries.with_label_values(&[member]);
+    METRICS.breaker_open.with_label_values(&[member]).set(0);
+}
+
+/// `member`'s circuit breaker opened or closed.
+pub fn breaker_open(member: &str, open: bool) {
+    METRICS
+        .breaker_open
+        .with_label_values(&[member])
+        .set(i64::from(open));
 }
 
 /// One storage call to `member` took `took`.

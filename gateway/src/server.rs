@@ -27,6 +27,9 @@ use metastore_proto::v3lockpb::lock_server::LockServer;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
+/// What a stop may take beyond the shutdown timeout before the process just exits.
+const STOP_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often a gateway re-announces its client URLs to the cluster.
 const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -34,8 +37,27 @@ const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 pub async fn run(cfg: Config) -> Result<(), String> {
-    let stop = metastore_cli::shutdown::on_signals();
-    let listeners = metastore_cli::bind_all("listen-client-urls", &cfg.listen_client).await?;
+    // The connections' drain is bounded by the shutdown timeout; the whole stop by a little
+    // more.
+    let stop = metastore_cli::shutdown::on_signals(cfg.shutdown_timeout + STOP_SLACK);
+    let addrs: Vec<std::net::SocketAddr> = cfg.listen_client.iter().map(|l| l.addr).collect();
+    let listeners = metastore_cli::bind_all("listen-client-urls", &addrs).await?;
+    // TLS towards clients (certificate files re-read when they change) and towards storaged.
+    let server_tls = if cfg.listen_client.iter().any(|l| l.tls) {
+        Some(metastore_cli::tls::ServerTls::load(cfg.tls.clone())?)
+    } else {
+        None
+    };
+    if cfg.storage_ca.is_some() || cfg.storage_identity.is_some() {
+        let identity = cfg
+            .storage_identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        metastore_cli::rpc::use_client_tls(metastore_cli::tls::client_config(
+            cfg.storage_ca.as_deref(),
+            identity,
+        )?);
+    }
     for listener in metastore_cli::bind_all("listen-metrics-urls", &cfg.listen_metrics).await? {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving metrics");
@@ -85,7 +107,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     });
     let rate_limit = crate::limits::RateLimitLayer::new(cfg.rate_limits);
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for (listener, listen) in listeners.into_iter().zip(&cfg.listen_client) {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, storage = ?cfg.storage_endpoints, advertise = ?cfg.advertise_client_urls, "serving etcd clients");
         let kv = KvServer::from_arc(kv_service.clone())
@@ -123,10 +145,20 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .layer(rate_limit.clone())
             .layer(TokenLayer)
             .add_routes(front_door(grpc, http_body_limit).into());
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .map(|conn| conn.map(AuthorityFix::new));
-        tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
+        let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stopped = stop.clone().cancelled_owned();
+        // TLS is terminated before the authority fix, which reads the HTTP/2 bytes.
+        match (&server_tls, listen.tls) {
+            (Some(tls), true) => {
+                let incoming = metastore_cli::tls::accept(tcp, tls.clone())
+                    .map(|conn| conn.map(AuthorityFix::new));
+                tasks.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+            _ => {
+                let incoming = tcp.map(|conn| conn.map(AuthorityFix::new));
+                tasks.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+        }
     }
     // On SIGTERM or SIGINT the listeners stop accepting, streams end with `server stopped`
     // (clients reconnect elsewhere) and unary calls in flight finish; what is still open after

@@ -13,6 +13,7 @@
 //! Serializable reads carry the newest revision this gateway has answered with, so whichever
 //! member serves them has applied at least that much (a client never reads back in time).
 
+use crate::breaker::Breaker;
 use crate::error::{self, Error};
 use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE, not_sent};
 use metastore_internal_proto::storage::auth_request::Op as AuthOp;
@@ -58,6 +59,7 @@ struct Member {
     client: StorageClient<Channel>,
     /// Long-lived streams (watches), on their own connection without a deadline.
     streams: StorageClient<Channel>,
+    breaker: Breaker,
 }
 
 /// Progress asks queued per upstream watch.
@@ -112,6 +114,16 @@ impl WatchStream {
         }
         Ok(Some(m))
     }
+}
+
+/// A call that failed on the way rather than with the member's answer: no connection, the
+/// connection broke, or no answer within the deadline.
+fn transport_failure(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+    ) && std::error::Error::source(status).is_some()
 }
 
 /// `Upstream::leader` when no member is known to lead.
@@ -195,6 +207,7 @@ impl Upstream {
                 url: url.clone(),
                 client: client(Some(REQUEST_TIMEOUT))?,
                 streams: client(None)?,
+                breaker: Breaker::default(),
             });
         }
         Ok(Self {
@@ -311,19 +324,21 @@ impl Upstream {
         let mut last = None;
         loop {
             let start = first.unwrap_or_else(|| self.preferred.load(Ordering::Relaxed)) % n;
-            for step in 0..n {
-                let i = (start + step) % n;
+            let breakers: Vec<&Breaker> = self.members.iter().map(|m| &m.breaker).collect();
+            for i in crate::breaker::order(start, &breakers) {
                 let started = Instant::now();
                 let outcome = call(self.members[i].client.clone()).await;
                 crate::metrics::upstream_call(&self.members[i].url, started.elapsed());
                 match outcome {
                     Ok(v) => {
+                        self.answered(i);
                         if first.is_none() {
                             self.preferred.store(i, Ordering::Relaxed);
                         }
                         return Ok(v);
                     }
                     Err(status) if not_sent(&status) => {
+                        self.failed(i);
                         tracing::debug!(member = %self.members[i].url, %status, "storage member unreachable");
                         crate::metrics::upstream_retry(&self.members[i].url);
                         // An unreachable member is no leader to aim at until probed again.
@@ -335,13 +350,40 @@ impl Upstream {
                         );
                         last = Some(status);
                     }
-                    Err(status) => return Err(error::from_upstream(&status)),
+                    Err(status) => {
+                        // Sent, so never retried: its outcome is unknown.
+                        if transport_failure(&status) {
+                            self.failed(i);
+                        } else {
+                            self.answered(i);
+                        }
+                        return Err(error::from_upstream(&status));
+                    }
                 }
             }
             if Instant::now() >= deadline {
                 return Err(last.map_or(Error::Timeout, |s| error::from_upstream(&s)));
             }
             tokio::time::sleep(NO_LEADER_BACKOFF).await;
+        }
+    }
+
+    /// Member `i` answered a call: its breaker closes.
+    fn answered(&self, i: usize) {
+        if self.members[i].breaker.success() {
+            tracing::info!(member = %self.members[i].url, "storage member answers again");
+            crate::metrics::breaker_open(&self.members[i].url, false);
+        }
+    }
+
+    /// A call to member `i` failed at the transport: its breaker may open.
+    fn failed(&self, i: usize) {
+        if self.members[i].breaker.failure() {
+            tracing::warn!(
+                member = %self.members[i].url,
+                "storage member failing; tried after the others for a while"
+            );
+            crate::metrics::breaker_open(&self.members[i].url, true);
         }
     }
 

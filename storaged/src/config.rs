@@ -109,6 +109,33 @@ pub struct Args {
     /// revision a number of revisions; 0 turns auto-compaction off (etcd's flag) [default: 0].
     #[arg(long, env = "METASTORE_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
+    /// Certificate for `https://` storage URLs (the gateways' side; etcd's flag).
+    #[arg(long, env = "METASTORE_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Key of --cert-file (etcd's flag).
+    #[arg(long, env = "METASTORE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA that signs the gateways' certificates (etcd's flag).
+    #[arg(long, env = "METASTORE_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse gateways without a certificate signed by --trusted-ca-file (etcd's flag)
+    /// [default: false].
+    #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: Option<bool>,
+    /// Certificate for `https://` peer URLs, also shown to other members when calling them
+    /// (etcd's flag).
+    #[arg(long, env = "METASTORE_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Key of --peer-cert-file (etcd's flag).
+    #[arg(long, env = "METASTORE_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA that signs the members' peer certificates (etcd's flag).
+    #[arg(long, env = "METASTORE_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse members without a peer certificate signed by --peer-trusted-ca-file (etcd's
+    /// flag) [default: false].
+    #[arg(long, env = "METASTORE_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub peer_client_cert_auth: Option<bool>,
     /// RocksDB block compression of every column family: lz4, zstd or none [default: lz4].
     #[arg(long, env = "METASTORE_ROCKSDB_COMPRESSION")]
     pub rocksdb_compression: Option<String>,
@@ -144,8 +171,12 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub engine: EngineKind,
-    pub listen_storage: Vec<SocketAddr>,
-    pub listen_peer: Vec<SocketAddr>,
+    pub listen_storage: Vec<metastore_cli::Listen>,
+    pub listen_peer: Vec<metastore_cli::Listen>,
+    /// TLS of the storage listener (the gateways' side).
+    pub tls: metastore_cli::tls::TlsFiles,
+    /// TLS of the peer listener, and of this member's calls to other members.
+    pub peer_tls: metastore_cli::tls::TlsFiles,
     pub initial_cluster: String,
     /// True for `--initial-cluster-state existing` (join; do not bootstrap).
     pub join_existing: bool,
@@ -216,6 +247,14 @@ impl Args {
                 .or(file.auto_compaction_retention),
             listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
             rocksdb_compression: self.rocksdb_compression.or(file.rocksdb_compression),
+            cert_file: self.cert_file.or(file.cert_file),
+            key_file: self.key_file.or(file.key_file),
+            trusted_ca_file: self.trusted_ca_file.or(file.trusted_ca_file),
+            client_cert_auth: self.client_cert_auth.or(file.client_cert_auth),
+            peer_cert_file: self.peer_cert_file.or(file.peer_cert_file),
+            peer_key_file: self.peer_key_file.or(file.peer_key_file),
+            peer_trusted_ca_file: self.peer_trusted_ca_file.or(file.peer_trusted_ca_file),
+            peer_client_cert_auth: self.peer_client_cert_auth.or(file.peer_client_cert_auth),
             rocksdb_block_cache_bytes: self
                 .rocksdb_block_cache_bytes
                 .or(file.rocksdb_block_cache_bytes),
@@ -240,18 +279,42 @@ impl Args {
         let data_dir = a
             .data_dir
             .unwrap_or_else(|| PathBuf::from("data").join(engine.as_str()).join(&name));
-        let listen_storage = metastore_cli::parse_urls(
+        let tls = metastore_cli::tls::TlsFiles {
+            cert: a.cert_file.clone(),
+            key: a.key_file.clone(),
+            trusted_ca: a.trusted_ca_file.clone(),
+            client_cert_auth: a.client_cert_auth.unwrap_or(false),
+        };
+        tls.check("")?;
+        let peer_tls = metastore_cli::tls::TlsFiles {
+            cert: a.peer_cert_file.clone(),
+            key: a.peer_key_file.clone(),
+            trusted_ca: a.peer_trusted_ca_file.clone(),
+            client_cert_auth: a.peer_client_cert_auth.unwrap_or(false),
+        };
+        peer_tls.check("peer-")?;
+        let listen_storage = metastore_cli::parse_listen_urls(
             "listen-storage-urls",
             a.listen_storage_urls
                 .as_deref()
                 .unwrap_or("http://127.0.0.1:2390"),
         )?;
-        let listen_peer = metastore_cli::parse_urls(
+        let listen_peer = metastore_cli::parse_listen_urls(
             "listen-peer-urls",
             a.listen_peer_urls
                 .as_deref()
                 .unwrap_or("http://127.0.0.1:2380"),
         )?;
+        if listen_storage.iter().any(|l| l.tls) && !tls.has_cert() {
+            return Err(
+                "https:// in --listen-storage-urls needs --cert-file and --key-file".into(),
+            );
+        }
+        if listen_peer.iter().any(|l| l.tls) && !peer_tls.has_cert() {
+            return Err(
+                "https:// in --listen-peer-urls needs --peer-cert-file and --peer-key-file".into(),
+            );
+        }
         let advertise_peer = a
             .initial_advertise_peer_urls
             .unwrap_or_else(|| "http://127.0.0.1:2380".into());
@@ -335,6 +398,8 @@ impl Args {
             engine,
             listen_storage,
             listen_peer,
+            tls,
+            peer_tls,
             initial_cluster,
             join_existing,
             snapshot_count: a.snapshot_count.unwrap_or(10_000).max(1),

@@ -93,11 +93,40 @@ async fn start_raft(
 }
 
 pub async fn run(cfg: Config) -> Result<(), String> {
-    let signal = metastore_cli::shutdown::on_signals();
+    // A stop: the leadership hand-off (up to three election timeouts), the listeners' drain
+    // (the shutdown timeout), raft's own stop; beyond that the process just exits.
+    let hand_off_within = std::time::Duration::from_millis(cfg.election_timeout_ms * 3);
+    let signal = metastore_cli::shutdown::on_signals(
+        hand_off_within + cfg.shutdown_timeout + std::time::Duration::from_secs(2),
+    );
     let mut identity = Identity::new(&cfg.name, &cfg.initial_cluster, &cfg.initial_cluster_token)?;
+    let addrs = |l: &[metastore_cli::Listen]| l.iter().map(|l| l.addr).collect::<Vec<_>>();
     let storage_listeners =
-        metastore_cli::bind_all("listen-storage-urls", &cfg.listen_storage).await?;
-    let peer_listeners = metastore_cli::bind_all("listen-peer-urls", &cfg.listen_peer).await?;
+        metastore_cli::bind_all("listen-storage-urls", &addrs(&cfg.listen_storage)).await?;
+    let peer_listeners =
+        metastore_cli::bind_all("listen-peer-urls", &addrs(&cfg.listen_peer)).await?;
+    // TLS: the listeners' certificates (re-read when they change), and this member's calls to
+    // other members, which show its peer certificate.
+    let load = |files: &metastore_cli::tls::TlsFiles, listen: &[metastore_cli::Listen]| {
+        if listen.iter().any(|l| l.tls) {
+            metastore_cli::tls::ServerTls::load(files.clone()).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let storage_tls = load(&cfg.tls, &cfg.listen_storage)?;
+    let peer_tls = load(&cfg.peer_tls, &cfg.listen_peer)?;
+    if cfg.peer_tls.has_cert() || cfg.peer_tls.trusted_ca.is_some() {
+        let identity = cfg
+            .peer_tls
+            .cert
+            .as_deref()
+            .zip(cfg.peer_tls.key.as_deref());
+        metastore_cli::rpc::use_client_tls(metastore_cli::tls::client_config(
+            cfg.peer_tls.trusted_ca.as_deref(),
+            identity,
+        )?);
+    }
     let metrics_listeners =
         metastore_cli::bind_all("listen-metrics-urls", &cfg.listen_metrics).await?;
 
@@ -214,10 +243,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let stop = metastore_cli::shutdown::Token::new();
     {
         let (node, stop, signal) = (node.clone(), stop.clone(), signal.clone());
-        let within = std::time::Duration::from_millis(cfg.election_timeout_ms * 3);
         tokio::spawn(async move {
             signal.cancelled().await;
-            crate::stopping::hand_off(&node, within).await;
+            crate::stopping::hand_off(&node, hand_off_within).await;
             stop.cancel();
         });
     }
@@ -226,7 +254,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         tonic::Status::unavailable("etcdserver: server stopped"),
     );
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in storage_listeners {
+    for (listener, listen) in storage_listeners.into_iter().zip(&cfg.listen_storage) {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving storage RPC");
         let router = tonic::transport::Server::builder()
@@ -235,12 +263,17 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .add_service(storage_server())
             .add_service(health.clone())
             .add_service(reflection.clone());
-        tasks.spawn(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.clone().cancelled_owned(),
-        ));
+        let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stopped = stop.clone().cancelled_owned();
+        match (&storage_tls, listen.tls) {
+            (Some(tls), true) => tasks.spawn(router.serve_with_incoming_shutdown(
+                metastore_cli::tls::accept(tcp, tls.clone()),
+                stopped,
+            )),
+            _ => tasks.spawn(router.serve_with_incoming_shutdown(tcp, stopped)),
+        };
     }
-    for listener in peer_listeners {
+    for (listener, listen) in peer_listeners.into_iter().zip(&cfg.listen_peer) {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving raft peer RPC");
         let peer = RaftServer::new(PeerService::new(
@@ -255,10 +288,15 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .layer(cut.clone())
             .add_service(peer)
             .add_service(storage_server());
-        tasks.spawn(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.clone().cancelled_owned(),
-        ));
+        let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stopped = stop.clone().cancelled_owned();
+        match (&peer_tls, listen.tls) {
+            (Some(tls), true) => tasks.spawn(router.serve_with_incoming_shutdown(
+                metastore_cli::tls::accept(tcp, tls.clone()),
+                stopped,
+            )),
+            _ => tasks.spawn(router.serve_with_incoming_shutdown(tcp, stopped)),
+        };
     }
     let serving = async {
         while let Some(res) = tasks.join_next().await {

@@ -31,6 +31,9 @@ pub struct Cluster {
     /// When set, members started from now on log to `<dir>/<name>.log` (appending) instead of
     /// the test's stderr, so a test can look for what a member did.
     pub member_logs: bool,
+    /// `http` or `https`: the scheme of the members' peer and storage URLs (the gateways'
+    /// client URLs stay `http`).
+    pub internal_scheme: &'static str,
 }
 
 impl Cluster {
@@ -49,6 +52,23 @@ impl Cluster {
         let mut c = Self::unstarted(engine, n)?;
         c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
         c.member_logs = true;
+        c.launch(gateways)?;
+        Ok(c)
+    }
+
+    /// Like [`Cluster::start_with`], the members' peer and storage URLs `https://` (the flags
+    /// with the certificates go in `storaged_args` and `gateway_args`).
+    pub fn start_internal_tls(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        storaged_args: &[&str],
+        gateway_args: &[&str],
+    ) -> Result<Self> {
+        let mut c = Self::unstarted(engine, n)?;
+        c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
+        c.gateway_args = gateway_args.iter().map(|s| s.to_string()).collect();
+        c.internal_scheme = "https";
         c.launch(gateways)?;
         Ok(c)
     }
@@ -138,6 +158,7 @@ impl Cluster {
             storaged_args: Vec::new(),
             gateway_args: Vec::new(),
             member_env: Vec::new(),
+            internal_scheme: "http",
             member_logs: false,
         })
     }
@@ -161,7 +182,12 @@ impl Cluster {
     pub fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| {
+                format!(
+                    "{}={}://127.0.0.1:{}",
+                    m.name, self.internal_scheme, m.peer_port
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -264,20 +290,20 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
             .arg(format!(
-                "--listen-storage-urls=http://127.0.0.1:{}",
-                m.storage_port
+                "--listen-storage-urls={}://127.0.0.1:{}",
+                self.internal_scheme, m.storage_port
             ))
             .arg(format!(
                 "--listen-metrics-urls=http://127.0.0.1:{}",
                 m.metrics_port
             ))
             .arg(format!(
-                "--listen-peer-urls=http://127.0.0.1:{}",
-                m.peer_port
+                "--listen-peer-urls={}://127.0.0.1:{}",
+                self.internal_scheme, m.peer_port
             ))
             .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{}",
-                m.peer_port
+                "--initial-advertise-peer-urls={}://127.0.0.1:{}",
+                self.internal_scheme, m.peer_port
             ))
             .arg(format!("--initial-cluster={}", self.initial_cluster()))
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
@@ -355,7 +381,8 @@ impl Cluster {
         let endpoints: Vec<String> = (0..n)
             .map(|k| {
                 format!(
-                    "http://127.0.0.1:{}",
+                    "{}://127.0.0.1:{}",
+                    self.internal_scheme,
                     self.members[(first + k) % n].storage_port
                 )
             })

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod certs;
 pub mod cluster;
 pub mod corpus;
 pub mod deployment;
@@ -171,7 +172,20 @@ impl Etcd {
     }
 
     /// Starts etcd after `prepare` (given the data dir and the peer URL) made its data dir.
-    fn launch(prepare: impl FnOnce(&Path, &str) -> Result<()>) -> Result<Self> {
+    /// An etcd that exits right after it started listening (another process took one of its
+    /// ports first) is started again on other ports.
+    fn launch(prepare: impl Fn(&Path, &str) -> Result<()>) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::launch_once(&prepare) {
+                Ok(etcd) => return Ok(etcd),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    fn launch_once(prepare: &impl Fn(&Path, &str) -> Result<()>) -> Result<Self> {
         let bin = which("etcd")
             .context("the differential tests need a real etcd: apt-get install -y etcd-server")?;
         let dir = tempfile::tempdir()?;
@@ -199,10 +213,17 @@ impl Etcd {
             ])
             .arg(format!("--initial-cluster=diff={peer}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("etcd.log"))?)
             .spawn()
             .context("spawn etcd")?;
         wait_port(client_port, &mut child, "etcd")?;
+        // Listening is not enough: the port may be another process's. etcd must still run.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(dir.path().join("etcd.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            bail!("etcd exited with {status} after it started: {tail:?}");
+        }
         Ok(Self {
             dir,
             client_port,

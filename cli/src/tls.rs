@@ -1,0 +1,228 @@
+//! TLS with etcd's certificate flags, for both binaries: one loader of PEM files into rustls
+//! configurations, a server side that re-reads its files when they change (certificate
+//! rotation without a restart), an acceptor stream for listeners, and the client side every
+//! internal channel uses for `https://` URLs.
+
+use futures::{Stream, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// How often certificate files are checked for changes.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// etcd's server certificate flags (`--cert-file`, `--key-file`, `--trusted-ca-file`,
+/// `--client-cert-auth`, or their `--peer-*` forms).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub trusted_ca: Option<PathBuf>,
+    /// Require a client certificate signed by `trusted_ca`.
+    pub client_cert_auth: bool,
+}
+
+impl TlsFiles {
+    /// `prefix` is `""` or `"peer-"`, for error messages.
+    pub fn check(&self, prefix: &str) -> Result<(), String> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(format!(
+                    "--{prefix}cert-file and --{prefix}key-file go together"
+                ));
+            }
+            _ => {}
+        }
+        if self.client_cert_auth && self.trusted_ca.is_none() {
+            return Err(format!(
+                "--{prefix}client-cert-auth needs --{prefix}trusted-ca-file"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn has_cert(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+// ring is the provider tonic's `tls-ring` builds on (aws-lc-rs would add a C/CMake build);
+// rustls marks it deprecated for lacking post-quantum key exchange, which etcd's Go TLS stack
+// of 3.4/3.5 lacks too.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(path)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
+    let (Some(cert), Some(key_path)) = (&files.cert, &files.key) else {
+        return Err("TLS needs a certificate and a key".into());
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match (&files.trusted_ca, files.client_cert_auth) {
+        (Some(ca), true) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs(cert)?, key(key_path)?)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    // gRPC needs HTTP/2; HTTP/1.1 for the JSON and REST APIs.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The server side of one listener's TLS: the current configuration, rebuilt when a file
+/// changes (a bad new file is logged and the previous configuration kept).
+pub struct ServerTls {
+    files: TlsFiles,
+    current: RwLock<(Arc<rustls::ServerConfig>, Vec<Option<SystemTime>>)>,
+}
+
+fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+    [&files.cert, &files.key, &files.trusted_ca]
+        .into_iter()
+        .map(|p| {
+            p.as_ref()
+                .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        })
+        .collect()
+}
+
+impl ServerTls {
+    /// Loads the files now (failing with one line) and re-reads them when they change.
+    pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
+        let config = Arc::new(server_config(&files)?);
+        let tls = Arc::new(ServerTls {
+            current: RwLock::new((config, stamps(&files))),
+            files,
+        });
+        let weak = Arc::downgrade(&tls);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(tls) = weak.upgrade() else { return };
+                tls.reload_if_changed();
+            }
+        });
+        Ok(tls)
+    }
+
+    fn reload_if_changed(&self) {
+        let now = stamps(&self.files);
+        let unchanged = self.current.read().map(|c| c.1 == now).unwrap_or(true);
+        if unchanged {
+            return;
+        }
+        match server_config(&self.files) {
+            Ok(config) => {
+                if let Ok(mut c) = self.current.write() {
+                    *c = (Arc::new(config), now);
+                }
+                tracing::info!(cert = ?self.files.cert, "certificate files changed; reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate files changed but do not load; keeping the previous ones")
+            }
+        }
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.current
+            .read()
+            .ok()
+            .map(|c| TlsAcceptor::from(c.0.clone()))
+    }
+}
+
+/// TLS connections from a listener's accepted TCP connections: handshakes run concurrently,
+/// a failed or slow one drops that connection only.
+pub fn accept<S>(
+    incoming: S,
+    tls: Arc<ServerTls>,
+) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<TcpStream, std::io::Error>> + Send + 'static,
+{
+    incoming
+        .map(move |conn| {
+            let acceptor = tls.acceptor();
+            async move {
+                let conn = conn.ok()?;
+                let acceptor = acceptor?;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(256)
+        .filter_map(|s| async move { s.map(Ok) })
+}
+
+/// The client side for internal `https://` channels: the CA that signs the servers and this
+/// process's own certificate, if it has one.
+pub fn client_config(
+    trusted_ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tonic::transport::ClientTlsConfig, String> {
+    let mut config = tonic::transport::ClientTlsConfig::new();
+    if let Some(ca) = trusted_ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        config = config.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+    }
+    if let Some((cert, key)) = identity {
+        let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        config = config.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+    }
+    Ok(config)
+}
