@@ -271,7 +271,10 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(a[1].port(), 2380);
         assert!(parse_urls("x", "127.0.0.1:2379").is_err());
-        assert!(parse_urls("x", "https://127.0.0.1:2379").is_err());
+        let tls =
+            parse_listen_urls("x", "https://127.0.0.1:2379,http://127.0.0.1:2380").expect("ok");
+        assert_eq!((tls[0].tls, tls[1].tls), (true, false));
+        assert!(parse_urls("x", "ftp://127.0.0.1:2379").is_err());
         assert!(parse_urls("x", "").is_err());
         assert!(parse_urls("x", "http://127.0.0.1:notaport").is_err());
     }
