@@ -154,11 +154,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
+        let grpc = crate::is_grpc(req.headers());
         let call = grpc.then(|| {
             let path = req.uri().path();
             let (service, method) = path

@@ -100,6 +100,14 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Whether a request is a gRPC call (its content type), not a plain HTTP one.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
 /// A URL to listen on: its address, and whether it is `https://`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen {

@@ -92,11 +92,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
+        let grpc = crate::is_grpc(req.headers());
         let layer = self.layer.clone();
         let response_cut = CancellationToken::new();
         let request_end = response_cut.clone();
@@ -187,6 +183,36 @@ impl<B: Body> Body for Cut<B> {
             SizeHint::with_exact(0)
         } else {
             self.inner.size_hint()
+        }
+    }
+}
+
+/// Waits for every server task to end, but no longer than `grace` after `stop` fires (what is
+/// still open then is dropped, with a warning). A server that fails ends the wait with its
+/// error.
+pub async fn join_servers(
+    mut tasks: tokio::task::JoinSet<Result<(), tonic::transport::Error>>,
+    stop: &CancellationToken,
+    grace: std::time::Duration,
+) -> Result<(), String> {
+    let serving = async {
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("server failed: {e}")),
+                Err(e) => return Err(format!("server task failed: {e}")),
+            }
+        }
+        Ok(())
+    };
+    match bounded(serving, stop, grace).await {
+        Some(res) => res,
+        None => {
+            tracing::warn!(
+                timeout = ?grace,
+                "connections still open at the shutdown timeout; closing them"
+            );
+            Ok(())
         }
     }
 }

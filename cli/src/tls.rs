@@ -29,6 +29,48 @@ pub struct TlsFiles {
     pub client_cert_auth: bool,
 }
 
+/// etcd's server certificate flags, shared by both binaries (`#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// Server certificate for the `https://` URLs this process serves (etcd's flag).
+    #[arg(long, env = "METASTORE_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Key of --cert-file (etcd's flag).
+    #[arg(long, env = "METASTORE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA that signs the certificates of clients (etcd's flag).
+    #[arg(long, env = "METASTORE_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file (etcd's flag)
+    /// [default: false].
+    #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: Option<bool>,
+}
+
+impl TlsArgs {
+    /// These flags, each taken from `other` where unset here.
+    pub fn or(self, other: TlsArgs) -> TlsArgs {
+        TlsArgs {
+            cert_file: self.cert_file.or(other.cert_file),
+            key_file: self.key_file.or(other.key_file),
+            trusted_ca_file: self.trusted_ca_file.or(other.trusted_ca_file),
+            client_cert_auth: self.client_cert_auth.or(other.client_cert_auth),
+        }
+    }
+
+    /// The files, checked.
+    pub fn files(&self) -> Result<TlsFiles, String> {
+        let files = TlsFiles {
+            cert: self.cert_file.clone(),
+            key: self.key_file.clone(),
+            trusted_ca: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth.unwrap_or(false),
+        };
+        files.check("")?;
+        Ok(files)
+    }
+}
+
 impl TlsFiles {
     /// `prefix` is `""` or `"peer-"`, for error messages.
     pub fn check(&self, prefix: &str) -> Result<(), String> {

@@ -44,19 +44,8 @@ pub struct Args {
     /// 30s, 500ms [default: 10m; at least 100ms].
     #[arg(long, env = "METASTORE_WATCH_PROGRESS_NOTIFY_INTERVAL")]
     pub watch_progress_notify_interval: Option<String>,
-    /// Server certificate for `https://` client URLs (etcd's flag).
-    #[arg(long, env = "METASTORE_CERT_FILE")]
-    pub cert_file: Option<PathBuf>,
-    /// Key of --cert-file (etcd's flag).
-    #[arg(long, env = "METASTORE_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
-    /// CA that signs client certificates (etcd's flag).
-    #[arg(long, env = "METASTORE_TRUSTED_CA_FILE")]
-    pub trusted_ca_file: Option<PathBuf>,
-    /// Refuse clients without a certificate signed by --trusted-ca-file (etcd's flag)
-    /// [default: false].
-    #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
-    pub client_cert_auth: Option<bool>,
+    #[command(flatten)]
+    pub tls: metastore_cli::tls::TlsArgs,
     /// The gateway's own certificate towards `https://` storage endpoints.
     #[arg(long, env = "METASTORE_STORAGE_CERT_FILE")]
     pub storage_cert_file: Option<PathBuf>,
@@ -146,10 +135,7 @@ impl Args {
                 .or(file.watch_progress_notify_interval),
             listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
             rate_limit: self.rate_limit.or(file.rate_limit),
-            cert_file: self.cert_file.or(file.cert_file),
-            key_file: self.key_file.or(file.key_file),
-            trusted_ca_file: self.trusted_ca_file.or(file.trusted_ca_file),
-            client_cert_auth: self.client_cert_auth.or(file.client_cert_auth),
+            tls: self.tls.or(file.tls),
             storage_cert_file: self.storage_cert_file.or(file.storage_cert_file),
             storage_key_file: self.storage_key_file.or(file.storage_key_file),
             storage_trusted_ca_file: self
@@ -175,13 +161,7 @@ impl Args {
             .listen_client_urls
             .unwrap_or_else(|| "http://127.0.0.1:2379".into());
         let listen_client = metastore_cli::parse_listen_urls("listen-client-urls", &listen)?;
-        let tls = metastore_cli::tls::TlsFiles {
-            cert: a.cert_file.clone(),
-            key: a.key_file.clone(),
-            trusted_ca: a.trusted_ca_file.clone(),
-            client_cert_auth: a.client_cert_auth.unwrap_or(false),
-        };
-        tls.check("")?;
+        let tls = a.tls.files()?;
         if listen_client.iter().any(|l| l.tls) && !tls.has_cert() {
             return Err("https:// in --listen-client-urls needs --cert-file and --key-file".into());
         }

@@ -129,11 +129,7 @@ where
                 .map(|a| a.ip());
             if !limiter.admit(client) {
                 crate::metrics::rate_limited();
-                let grpc = req
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/grpc"));
+                let grpc = metastore_cli::is_grpc(req.headers());
                 let resp = refusal(grpc);
                 return Box::pin(async move { Ok(resp) });
             }

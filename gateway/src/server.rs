@@ -15,7 +15,7 @@ use crate::http::front_door;
 use crate::keepalive::KeepAliveHub;
 use crate::listen::authority::AuthorityFix;
 use crate::upstream::Upstream;
-use metastore_cli::shutdown::{CutStreamsLayer, bounded};
+use metastore_cli::shutdown::CutStreamsLayer;
 use metastore_proto::etcdserverpb::auth_server::AuthServer;
 use metastore_proto::etcdserverpb::cluster_server::ClusterServer;
 use metastore_proto::etcdserverpb::kv_server::KvServer;
@@ -163,23 +163,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     // On SIGTERM or SIGINT the listeners stop accepting, streams end with `server stopped`
     // (clients reconnect elsewhere) and unary calls in flight finish; what is still open after
     // the shutdown timeout is dropped.
-    let serving = async {
-        while let Some(res) = tasks.join_next().await {
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("client server failed: {e}")),
-                Err(e) => return Err(format!("client server task failed: {e}")),
-            }
-        }
-        Ok(())
-    };
-    match bounded(serving, &stop, cfg.shutdown_timeout).await {
-        Some(res) => res?,
-        None => tracing::warn!(
-            timeout = ?cfg.shutdown_timeout,
-            "connections still open at the shutdown timeout; closing them"
-        ),
-    }
+    metastore_cli::shutdown::join_servers(tasks, &stop, cfg.shutdown_timeout).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

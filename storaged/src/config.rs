@@ -109,19 +109,8 @@ pub struct Args {
     /// revision a number of revisions; 0 turns auto-compaction off (etcd's flag) [default: 0].
     #[arg(long, env = "METASTORE_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
-    /// Certificate for `https://` storage URLs (the gateways' side; etcd's flag).
-    #[arg(long, env = "METASTORE_CERT_FILE")]
-    pub cert_file: Option<PathBuf>,
-    /// Key of --cert-file (etcd's flag).
-    #[arg(long, env = "METASTORE_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
-    /// CA that signs the gateways' certificates (etcd's flag).
-    #[arg(long, env = "METASTORE_TRUSTED_CA_FILE")]
-    pub trusted_ca_file: Option<PathBuf>,
-    /// Refuse gateways without a certificate signed by --trusted-ca-file (etcd's flag)
-    /// [default: false].
-    #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
-    pub client_cert_auth: Option<bool>,
+    #[command(flatten)]
+    pub tls: metastore_cli::tls::TlsArgs,
     /// Certificate for `https://` peer URLs, also shown to other members when calling them
     /// (etcd's flag).
     #[arg(long, env = "METASTORE_PEER_CERT_FILE")]
@@ -247,10 +236,7 @@ impl Args {
                 .or(file.auto_compaction_retention),
             listen_metrics_urls: self.listen_metrics_urls.or(file.listen_metrics_urls),
             rocksdb_compression: self.rocksdb_compression.or(file.rocksdb_compression),
-            cert_file: self.cert_file.or(file.cert_file),
-            key_file: self.key_file.or(file.key_file),
-            trusted_ca_file: self.trusted_ca_file.or(file.trusted_ca_file),
-            client_cert_auth: self.client_cert_auth.or(file.client_cert_auth),
+            tls: self.tls.or(file.tls),
             peer_cert_file: self.peer_cert_file.or(file.peer_cert_file),
             peer_key_file: self.peer_key_file.or(file.peer_key_file),
             peer_trusted_ca_file: self.peer_trusted_ca_file.or(file.peer_trusted_ca_file),
@@ -279,13 +265,7 @@ impl Args {
         let data_dir = a
             .data_dir
             .unwrap_or_else(|| PathBuf::from("data").join(engine.as_str()).join(&name));
-        let tls = metastore_cli::tls::TlsFiles {
-            cert: a.cert_file.clone(),
-            key: a.key_file.clone(),
-            trusted_ca: a.trusted_ca_file.clone(),
-            client_cert_auth: a.client_cert_auth.unwrap_or(false),
-        };
-        tls.check("")?;
+        let tls = a.tls.files()?;
         let peer_tls = metastore_cli::tls::TlsFiles {
             cert: a.peer_cert_file.clone(),
             key: a.peer_key_file.clone(),

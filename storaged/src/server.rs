@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tonic::transport::server::TcpIncoming;
 
 use metastore_cli::rpc::MAX_INTERNAL_MESSAGE;
-use metastore_cli::shutdown::{CutStreamsLayer, bounded};
+use metastore_cli::shutdown::CutStreamsLayer;
 
 fn raft_config(cfg: &Config) -> Result<openraft::Config, String> {
     let config = openraft::Config {
@@ -298,23 +298,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             _ => tasks.spawn(router.serve_with_incoming_shutdown(tcp, stopped)),
         };
     }
-    let serving = async {
-        while let Some(res) = tasks.join_next().await {
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("server failed: {e}")),
-                Err(e) => return Err(format!("server task failed: {e}")),
-            }
-        }
-        Ok(())
-    };
-    match bounded(serving, &stop, cfg.shutdown_timeout).await {
-        Some(res) => res?,
-        None => tracing::warn!(
-            timeout = ?cfg.shutdown_timeout,
-            "connections still open at the shutdown timeout; closing them"
-        ),
-    }
+    metastore_cli::shutdown::join_servers(tasks, &stop, cfg.shutdown_timeout).await?;
     let _ = raft.shutdown().await;
     tracing::info!("storaged stopped");
     Ok(())

@@ -49,11 +49,9 @@ impl Cluster {
         gateways: usize,
         storaged_args: &[&str],
     ) -> Result<Self> {
-        let mut c = Self::unstarted(engine, n)?;
-        c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
-        c.member_logs = true;
-        c.launch(gateways)?;
-        Ok(c)
+        Self::start_configured(engine, n, gateways, storaged_args, &[], |c| {
+            c.member_logs = true
+        })
     }
 
     /// Like [`Cluster::start_with`], the members' peer and storage URLs `https://` (the flags
@@ -65,10 +63,24 @@ impl Cluster {
         storaged_args: &[&str],
         gateway_args: &[&str],
     ) -> Result<Self> {
+        Self::start_configured(engine, n, gateways, storaged_args, gateway_args, |c| {
+            c.internal_scheme = "https"
+        })
+    }
+
+    /// `n` members and `gateways` gateways with these flags, after `configure` set the rest.
+    fn start_configured(
+        engine: &str,
+        n: usize,
+        gateways: usize,
+        storaged_args: &[&str],
+        gateway_args: &[&str],
+        configure: impl FnOnce(&mut Cluster),
+    ) -> Result<Self> {
         let mut c = Self::unstarted(engine, n)?;
         c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
         c.gateway_args = gateway_args.iter().map(|s| s.to_string()).collect();
-        c.internal_scheme = "https";
+        configure(&mut c);
         c.launch(gateways)?;
         Ok(c)
     }
@@ -93,15 +105,12 @@ impl Cluster {
         gateway_args: &[&str],
         member_env: &[(&str, &str)],
     ) -> Result<Self> {
-        let mut c = Self::unstarted(engine, n)?;
-        c.storaged_args = storaged_args.iter().map(|s| s.to_string()).collect();
-        c.gateway_args = gateway_args.iter().map(|s| s.to_string()).collect();
-        c.member_env = member_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        c.launch(gateways)?;
-        Ok(c)
+        Self::start_configured(engine, n, gateways, storaged_args, gateway_args, |c| {
+            c.member_env = member_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        })
     }
 
     /// `n` members on `engine` whose data dirs are first restored from `snapshot` with

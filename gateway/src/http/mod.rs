@@ -45,11 +45,7 @@ pub fn front_door(grpc: axum::Router, body_limit: usize) -> axum::Router {
 
 /// What no route serves: gRPC's Unimplemented to a gRPC client, Go's 404 page to others.
 async fn not_found(req: Request<axum::body::Body>) -> Response {
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
+    let grpc = metastore_cli::is_grpc(req.headers());
     if grpc {
         let (parts, ()) = tonic::Status::unimplemented("")
             .into_http::<()>()
