@@ -7,7 +7,8 @@
 //!   through [`forward`] (here when this member leads, else once on the leader), maps the
 //!   error with [`errors`] and stamps the header with [`stamp`]. [`keepalive`] serves the
 //!   gateways' batched lease renewal streams the same way.
-//! - [`metrics`]: Prometheus metrics under etcd's names (`--listen-metrics-urls`).
+//! - [`metrics`]: Prometheus metrics under etcd's names (`--listen-metrics-urls`); [`scrape`]
+//!   reads the member's state for each scrape.
 //! - [`health`]: gRPC health on the storage port (a leader with a quorum, or a member that knows
 //!   a leader).
 //! - [`duties`]: background work: the leader's tick (lease expiry and checkpoints, silent
@@ -54,6 +55,7 @@ pub mod node;
 pub mod publication;
 pub mod quota;
 pub mod raft;
+pub mod scrape;
 pub mod server;
 pub mod service;
 pub mod stamp;

@@ -1,13 +1,11 @@
 //! Prometheus metrics under etcd's names, so etcd's dashboards and alert rules read a member
 //! as they read an etcd server. Every name lives here; the raft, apply, log and engine layers
-//! report through the few functions below, and what a scrape can read from the member itself
-//! (leader, indexes, sizes, watchers) is read at scrape time.
+//! report through the few functions below; what a scrape reads from the member itself (leader,
+//! indexes, sizes, watchers) is gathered by [`crate::scrape`] and handed in, so this module
+//! imports nothing above the layers that report to it.
 
 use crate::engine::{Engine, EngineError, EngineKind, ReadView, ScanVisitor, Table, WriteBatch};
-use crate::node::Node;
-use crate::watch::WatchHub;
 use metastore_cli::grpc_metrics::{GrpcMetrics, GrpcMetricsLayer};
-use openraft::async_runtime::WatchReceiver;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry,
     TextEncoder, exponential_buckets,
@@ -282,43 +280,35 @@ pub fn peer_call(to: u64, sent: usize, received: usize, took: Duration) {
         .observe(took.as_secs_f64());
 }
 
-/// Counts leader changes as raft reports them (from a member's start).
-pub fn spawn_leader_watch(node: Arc<Node>) {
-    tokio::spawn(async move {
-        let mut rx = node.raft().metrics();
-        let mut leader = None;
-        loop {
-            let now = rx.borrow_watched().current_leader;
-            if now != leader {
-                if now.is_some() {
-                    METRICS.leader_changes.inc();
-                }
-                leader = now;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+/// Raft reported a new leader.
+pub fn leader_changed() {
+    METRICS.leader_changes.inc();
 }
 
-/// The text exposition of every metric, with the member's state read now.
-pub fn render(node: &Node, hub: &WatchHub) -> String {
+/// What a scrape reads from the member itself (gathered by [`crate::scrape`]).
+pub struct MemberState {
+    pub has_leader: bool,
+    pub is_leader: bool,
+    pub committed: u64,
+    pub applied: u64,
+    pub db_size: u64,
+    pub keys: usize,
+    pub watchers: usize,
+    pub slow_watchers: usize,
+}
+
+/// The text exposition of every metric, with the member's state as given.
+pub fn render(state: &MemberState) -> String {
     let m = &*METRICS;
-    let raft = node.raft().metrics().borrow_watched().clone();
-    let me = node.identity().member_id;
-    m.has_leader.set(i64::from(raft.current_leader.is_some()));
-    m.is_leader.set(i64::from(raft.current_leader == Some(me)));
-    m.committed
-        .set(raft.local_committed.map_or(0, |l| l.index()) as i64);
-    m.applied
-        .set(raft.last_applied.map_or(0, |l| l.index()) as i64);
-    let size = node.store().engine().size_bytes() as i64;
-    m.db_size.set(size);
-    m.db_in_use.set(size);
-    m.keys.set(node.store().key_count() as i64);
-    m.watchers.set(hub.len() as i64);
-    m.slow_watchers.set(hub.unsynced() as i64);
+    m.has_leader.set(i64::from(state.has_leader));
+    m.is_leader.set(i64::from(state.is_leader));
+    m.committed.set(state.committed as i64);
+    m.applied.set(state.applied as i64);
+    m.db_size.set(state.db_size as i64);
+    m.db_in_use.set(state.db_size as i64);
+    m.keys.set(state.keys as i64);
+    m.watchers.set(state.watchers as i64);
+    m.slow_watchers.set(state.slow_watchers as i64);
     encode(&m.registry)
 }
 

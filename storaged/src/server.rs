@@ -197,7 +197,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .register_encoded_file_descriptor_set(metastore_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection: {e}"))?;
-    crate::metrics::spawn_leader_watch(node.clone());
+    crate::scrape::spawn_leader_watch(node.clone());
     for listener in metrics_listeners {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving metrics");
@@ -205,7 +205,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let text = crate::metrics::render(&node, &hub);
+                let text = crate::scrape::render(&node, &hub);
                 async move {
                     (
                         [(
