@@ -619,14 +619,23 @@ impl Upstream {
         &self,
         start: WatchStart,
     ) -> Result<(UpstreamWatch, Option<ResponseHeader>), Error> {
-        let mut last = None;
-        for _ in 0..self.members.len() {
-            match self.open_watch_once(start.clone()).await {
-                Err(e @ Error::Unavailable(_)) => last = Some(e),
-                other => return other,
+        // Rounds over every member until the request deadline: a member in its stop window
+        // (draining after SIGTERM) refuses new streams for a few seconds, and a removed one
+        // may too.
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let mut last = None;
+            for _ in 0..self.members.len() {
+                match self.open_watch_once(start.clone()).await {
+                    Err(e @ Error::Unavailable(_)) => last = Some(e),
+                    other => return other,
+                }
             }
+            if Instant::now() >= deadline {
+                return Err(last.unwrap_or(Error::Timeout));
+            }
+            tokio::time::sleep(NO_LEADER_BACKOFF).await;
         }
-        Err(last.unwrap_or(Error::Timeout))
     }
 
     async fn open_watch_once(
