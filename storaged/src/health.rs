@@ -26,9 +26,13 @@ pub fn spawn(node: Arc<Node>, reporter: HealthReporter) {
             tick.tick().await;
             let m = node.raft().metrics().borrow_watched().clone();
             let serving = match m.state {
-                ServerState::Leader => m
-                    .last_quorum_acked
-                    .is_some_and(|acked| acked.elapsed() <= quorum_window),
+                // A sole voter is its own quorum (nothing acknowledges it: it has no one to
+                // send heartbeats to).
+                ServerState::Leader => {
+                    sole_voter(&m)
+                        || m.last_quorum_acked
+                            .is_some_and(|acked| acked.elapsed() <= quorum_window)
+                }
                 _ => m.current_leader.is_some(),
             } && !far_behind(&m)
                 && !alarmed(&node);
@@ -40,6 +44,11 @@ pub fn spawn(node: Arc<Node>, reporter: HealthReporter) {
             reporter.set_service_status("", status).await;
         }
     });
+}
+
+fn sole_voter(m: &crate::raft::RaftMetrics) -> bool {
+    let mut voters = m.membership_config.membership().voter_ids();
+    voters.next() == Some(m.id) && voters.next().is_none()
 }
 
 /// Committed entries a member may have left to apply and still count as serving (etcd refuses

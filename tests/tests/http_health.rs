@@ -1,7 +1,8 @@
 //! `/health`, `/livez`, `/readyz` and `/version` on the gateway's client port, and gRPC health
 //! on storaged's storage port: healthy with quorum, unhealthy within seconds of losing it
 //! (with etcd's reason), healthy again once it is back. Also the alarm path: an active alarm
-//! makes `/health` false with `ALARM <name>` unless excluded.
+//! makes `/health` false with `ALARM <name>` unless excluded, and the gateway's and the
+//! member's gRPC health NOT_SERVING.
 
 use anyhow::Result;
 use metastore_tests::{Cluster, ENGINES, retry_until};
@@ -16,7 +17,12 @@ async fn get(url: &str) -> Result<(u16, String)> {
 }
 
 async fn storage_health(port: u16) -> Result<ServingStatus> {
-    let channel = metastore_tests::channel(&format!("http://127.0.0.1:{port}")).await?;
+    grpc_health(&format!("http://127.0.0.1:{port}")).await
+}
+
+/// gRPC health (service `""`) of the server at `url`.
+async fn grpc_health(url: &str) -> Result<ServingStatus> {
+    let channel = metastore_tests::channel(url).await?;
     let resp = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),
@@ -143,6 +149,21 @@ async fn alarms_make_health_false_unless_excluded() -> Result<()> {
     );
     // NOSPACE is no data corruption: still ready.
     assert_eq!(get(&format!("{g}/readyz")).await?.0, 200);
+    // gRPC health says the same, on the gateway and on the member.
+    let storage = c.members[0].storage_port;
+    retry_until(
+        "gRPC health NOT_SERVING with an alarm",
+        Duration::from_secs(10),
+        || async {
+            let gateway = grpc_health(&g).await?;
+            let member = storage_health(storage).await?;
+            Ok(
+                (gateway == ServingStatus::NotServing && member == ServingStatus::NotServing)
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
     client
         .alarm(
             etcd_client::AlarmAction::Deactivate,
@@ -151,5 +172,18 @@ async fn alarms_make_health_false_unless_excluded() -> Result<()> {
         )
         .await?;
     assert_eq!(get(&format!("{g}/health")).await?.0, 200);
+    retry_until(
+        "gRPC health SERVING again",
+        Duration::from_secs(10),
+        || async {
+            let gateway = grpc_health(&g).await?;
+            let member = storage_health(storage).await?;
+            Ok(
+                (gateway == ServingStatus::Serving && member == ServingStatus::Serving)
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
     Ok(())
 }
