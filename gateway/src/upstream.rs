@@ -351,9 +351,18 @@ impl Upstream {
                         last = Some(status);
                     }
                     Err(status) => {
-                        // Sent, so never retried: its outcome is unknown.
+                        // Sent, so never retried here: its outcome is unknown (the caller may
+                        // send a request that changes nothing again).
                         if transport_failure(&status) {
                             self.failed(i);
+                            // A member that fails on the way is no leader to aim at until
+                            // probed again.
+                            let _ = self.leader.compare_exchange(
+                                i,
+                                NO_LEADER,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
                         } else {
                             self.answered(i);
                         }
@@ -717,12 +726,22 @@ impl Upstream {
             } else {
                 self.leader_hint()
             };
-            let response = self
+            let response = match self
                 .on_member_from(first, |mut c| {
                     let request = request.clone();
                     async move { c.kv(request).await.map(tonic::Response::into_inner) }
                 })
-                .await?;
+                .await
+            {
+                Ok(r) => r,
+                // A request that changes nothing (a read, a watch's access check) may go again
+                // after any failure on the way, even one that may have reached the member.
+                Err(Error::Unavailable(_)) if idempotent && Instant::now() < deadline => {
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match response.result {
                 // Not proposed anywhere (no leader), or a request that changes nothing and
                 // lost its leader on the way (leader changed): safe to ask again once a
