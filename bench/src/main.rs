@@ -3,6 +3,8 @@
 //! `metastore-bench --endpoints http://127.0.0.1:2379 put --total 20000 --clients 16`
 //! `metastore-bench --endpoints http://127.0.0.1:2379 range --total 20000 --clients 16`
 
+mod otlp_sink;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use etcd_client::{Client, GetOptions};
@@ -61,6 +63,13 @@ enum Cmd {
     /// Lease renewals: each client grants a lease and renews it over a keep-alive stream
     /// (`--total` renewals in all); reports renewals per second.
     Keepalive,
+    /// Not a load: an OTLP/gRPC trace receiver on 127.0.0.1:`port` that accepts and counts
+    /// spans (a stand-in collector for measuring what tracing costs); prints the count each
+    /// 10 s.
+    OtlpSink {
+        #[arg(long)]
+        port: u16,
+    },
     /// Loads `--total` distinct keys (0 .. total, `--key-size` digits) in txns of 100 puts,
     /// the clients splitting the range; reports keys per second.
     Fill,
@@ -200,6 +209,9 @@ async fn main() -> Result<()> {
             c.put(key(i, args.key_size), value.clone(), None).await?;
         }
     }
+    if let Cmd::OtlpSink { port } = args.cmd {
+        return otlp_sink::serve(port).await;
+    }
     if let Cmd::Fill = args.cmd {
         return fill(&endpoints, args.clients, args.total, args.key_size, &value).await;
     }
@@ -252,7 +264,7 @@ async fn main() -> Result<()> {
                             serde_json::json!({"key": b64(&k), "serializable": serializable});
                         json_call(&http, &base, "/v3/kv/range", &body).await?;
                     }
-                    (Cmd::Watch { .. } | Cmd::Keepalive | Cmd::Fill, _) => {
+                    (Cmd::Watch { .. } | Cmd::Keepalive | Cmd::Fill | Cmd::OtlpSink { .. }, _) => {
                         unreachable!("handled above")
                     }
                 }

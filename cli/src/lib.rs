@@ -8,8 +8,10 @@
 pub mod etcd_env;
 pub mod grpc_metrics;
 pub mod logging;
+pub mod process;
 pub mod rpc;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 
 use std::ffi::OsString;

@@ -27,8 +27,12 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the process's logger; `RUST_LOG` wins over `level`.
-pub fn init(level: &str, format: LogFormat) {
+/// Installs the process's logger; `RUST_LOG` wins over `level`. With a `tracer`, MetaStore's
+/// own spans also go to OpenTelemetry (whatever the log filter says).
+pub fn init(level: &str, format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // openraft logs every election step at info; its warnings (a peer unreachable, a
         // snapshot or append that timed out) are what an operator needs to see when a member
@@ -41,13 +45,24 @@ pub fn init(level: &str, format: LogFormat) {
         };
         tracing_subscriber::EnvFilter::new(spec)
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.event_format(ZapJson).try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.event_format(ZapJson).with_filter(filter).boxed(),
     };
+    let traces = tracer.map(|t| {
+        let ours = tracing_subscriber::filter::Targets::new()
+            .with_target("metastore_cli", tracing::Level::INFO)
+            .with_target("metastore_gateway", tracing::Level::INFO)
+            .with_target("metastore_storaged", tracing::Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(t)
+            .with_filter(ours)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
 }
 
 /// One JSON object per event: `{"level":"info","ts":"...","caller":"target","msg":"...",...}`.

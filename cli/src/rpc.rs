@@ -4,11 +4,14 @@
 
 use std::sync::OnceLock;
 use std::time::Duration;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 /// Largest internal message other than raft's (a storage request or answer: a 1.5 MiB request
 /// or a large range answer).
 pub const MAX_INTERNAL_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// An internal channel: calls made while serving a traced request carry its trace context.
+pub type Channel = crate::telemetry::ClientSpan<tonic::transport::Channel>;
 
 /// How an internal channel behaves.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +67,7 @@ pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, String> {
             .keep_alive_timeout(k)
             .keep_alive_while_idle(true);
     }
-    Ok(endpoint.connect_lazy())
+    Ok(crate::telemetry::ClientSpan::new(endpoint.connect_lazy()))
 }
 
 /// True when a failed call certainly did not reach the server: the connection was refused

@@ -89,6 +89,8 @@ pub struct Args {
     /// Log format: text, or json with etcd's zap fields (level, ts, caller, msg) [default: text].
     #[arg(long, env = "METASTORE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    #[command(flatten)]
+    pub otel: metastore_cli::telemetry::OtelArgs,
     /// How long a stopping gateway (SIGTERM or SIGINT) waits for calls in flight
     /// before it closes what is still open, like 5s [default: 5s].
     #[arg(long, env = "METASTORE_SHUTDOWN_TIMEOUT")]
@@ -111,8 +113,8 @@ pub struct Config {
     pub max_concurrent_streams: Option<u32>,
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
-    pub log_level: String,
-    pub log_format: metastore_cli::logging::LogFormat,
+    /// Logs and traces.
+    pub observe: metastore_cli::process::Observe,
     /// How long stopping may take once the listeners stop accepting.
     pub shutdown_timeout: Duration,
 }
@@ -150,6 +152,7 @@ impl Args {
             rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
             log_level: self.log_level.or(file.log_level),
             log_format: self.log_format.or(file.log_format),
+            otel: self.otel.or(file.otel),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
         }
     }
@@ -225,8 +228,11 @@ impl Args {
                 None | Some("") => Vec::new(),
                 Some(urls) => metastore_cli::parse_urls("listen-metrics-urls", urls)?,
             },
-            log_level: a.log_level.unwrap_or_else(|| "info".into()),
-            log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+            observe: metastore_cli::process::Observe {
+                log_level: a.log_level.clone().unwrap_or_else(|| "info".into()),
+                log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+                otel: a.otel.settings()?,
+            },
             shutdown_timeout: match a.shutdown_timeout.as_deref() {
                 None => Duration::from_secs(5),
                 Some(s) => metastore_cli::parse_duration(s).ok_or_else(|| {

@@ -13,19 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    metastore_cli::logging::init(&cfg.log_level, cfg.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("metastore-gateway: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(metastore_gateway::server::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("metastore-gateway: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let observe = cfg.observe.clone();
+    metastore_cli::process::run(
+        "metastore-gateway",
+        &observe,
+        metastore_gateway::server::run(cfg),
+    )
 }

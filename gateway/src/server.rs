@@ -141,6 +141,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .http2_keepalive_interval(Some(cfg.keepalive_interval))
             .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
             .layer(crate::metrics::grpc_layer())
+            .layer(metastore_cli::telemetry::ServerSpanLayer::CLIENTS)
             .layer(CutStreamsLayer::new(stop.clone(), Error::Stopped.into()))
             .layer(rate_limit.clone())
             .layer(TokenLayer)

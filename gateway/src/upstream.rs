@@ -15,7 +15,7 @@
 
 use crate::breaker::Breaker;
 use crate::error::{self, Error};
-use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE, not_sent};
+use metastore_cli::rpc::{self, Channel, ChannelOptions, MAX_INTERNAL_MESSAGE, not_sent};
 use metastore_internal_proto::storage::auth_request::Op as AuthOp;
 use metastore_internal_proto::storage::auth_response::Result as AuthResult;
 use metastore_internal_proto::storage::cluster_request::Op as ClusterOp;
@@ -44,7 +44,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 /// etcd's request timeout with default settings: 5 s + 2 x election timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);

@@ -148,6 +148,8 @@ pub struct Args {
     /// Log format: text, or json with etcd's zap fields (level, ts, caller, msg) [default: text].
     #[arg(long, env = "METASTORE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    #[command(flatten)]
+    pub otel: metastore_cli::telemetry::OtelArgs,
     /// How long a stopping member (SIGTERM or SIGINT) (a leader first hands leadership to its most caught-up voter) waits for calls in flight
     /// before it closes what is still open, like 5s [default: 5s].
     #[arg(long, env = "METASTORE_SHUTDOWN_TIMEOUT")]
@@ -186,8 +188,8 @@ pub struct Config {
     pub auto_compaction: Option<crate::compactor::Policy>,
     pub listen_metrics: Vec<SocketAddr>,
     pub rocksdb: crate::engine::RocksTuning,
-    pub log_level: String,
-    pub log_format: metastore_cli::logging::LogFormat,
+    /// Logs and traces.
+    pub observe: metastore_cli::process::Observe,
     /// How long stopping may take once the listeners stop accepting.
     pub shutdown_timeout: Duration,
 }
@@ -250,6 +252,7 @@ impl Args {
                 .or(file.rocksdb_write_buffer_bytes),
             log_level: self.log_level.or(file.log_level),
             log_format: self.log_format.or(file.log_format),
+            otel: self.otel.or(file.otel),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
         }
     }
@@ -394,8 +397,11 @@ impl Args {
                 None | Some("") => Vec::new(),
                 Some(urls) => metastore_cli::parse_urls("listen-metrics-urls", urls)?,
             },
-            log_level: a.log_level.unwrap_or_else(|| "info".into()),
-            log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+            observe: metastore_cli::process::Observe {
+                log_level: a.log_level.clone().unwrap_or_else(|| "info".into()),
+                log_format: a.log_format.as_deref().unwrap_or("text").parse()?,
+                otel: a.otel.settings()?,
+            },
             shutdown_timeout: match a.shutdown_timeout.as_deref() {
                 None => Duration::from_secs(5),
                 Some(s) => metastore_cli::parse_duration(s).ok_or_else(|| {

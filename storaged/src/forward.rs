@@ -4,7 +4,7 @@
 
 use crate::node::{Node, NodeError};
 use crate::raft::Member;
-use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
+use metastore_cli::rpc::{self, Channel, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
     AuthRequest, ClusterRequest, KvRequest, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
-use tonic::transport::Channel;
 
 pub use metastore_cli::rpc::not_sent;
 

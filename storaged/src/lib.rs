@@ -61,4 +61,5 @@ pub mod service;
 pub mod stamp;
 pub mod state_machine;
 pub mod stopping;
+pub mod traces;
 pub mod watch;

@@ -13,19 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    metastore_cli::logging::init(&cfg.log_level, cfg.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("metastore-storaged: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(metastore_storaged::server::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("metastore-storaged: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let observe = cfg.observe.clone();
+    metastore_cli::process::run(
+        "metastore-storaged",
+        &observe,
+        metastore_storaged::server::run(cfg),
+    )
 }

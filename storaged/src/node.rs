@@ -29,6 +29,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How long a member waits to apply the entry that made a simple token it is shown.
 const TOKEN_APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -224,10 +225,16 @@ impl Node {
 
     async fn propose(&self, proposal: Proposal) -> Result<Applied, NodeError> {
         let pending = crate::metrics::proposal_started();
-        let resp = self.raft.client_write(proposal).await.map_err(|e| {
-            crate::metrics::proposal_failed();
-            write_error(e)
-        })?;
+        let (span, _traced) = crate::traces::propose(proposal.origin);
+        let resp = self
+            .raft
+            .client_write(proposal)
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                crate::metrics::proposal_failed();
+                write_error(e)
+            })?;
         drop(pending);
         self.read_ready.store(true, Ordering::Release);
         Ok(resp.data.0?)
@@ -277,7 +284,10 @@ impl Node {
     /// is applied locally.
     pub async fn linearize(&self) -> Result<(), NodeError> {
         let started = std::time::Instant::now();
-        let out = self.confirm(ReadPolicy::ReadIndex).await;
+        let out = self
+            .confirm(ReadPolicy::ReadIndex)
+            .instrument(crate::traces::read_index())
+            .await;
         crate::metrics::read_index(started.elapsed(), out.is_ok());
         out
     }

@@ -259,6 +259,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         tracing::info!(%addr, "serving storage RPC");
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::grpc_layer())
+            .layer(metastore_cli::telemetry::ServerSpanLayer::INTERNAL)
             .layer(cut.clone())
             .add_service(storage_server())
             .add_service(health.clone())
@@ -285,6 +286,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::grpc_layer())
+            .layer(metastore_cli::telemetry::ServerSpanLayer::INTERNAL)
             .layer(cut.clone())
             .add_service(peer)
             .add_service(storage_server());

@@ -8,7 +8,7 @@
 use super::snapshot_blob::{CHUNK, SnapshotBlob};
 use super::{Member, Snapshot, TypeConfig, codec};
 use futures::StreamExt;
-use metastore_cli::rpc::{self, ChannelOptions, MAX_INTERNAL_MESSAGE};
+use metastore_cli::rpc::{self, Channel, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::RaftMessage;
 use metastore_internal_proto::storage::raft_client::RaftClient;
 use openraft::OptionalSend;
@@ -28,7 +28,6 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::io::Read;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 /// How many of `entries`, from the first, fit in `limit` bytes (at least one).
 fn entries_within(entries: &[super::Entry], limit: usize) -> usize {

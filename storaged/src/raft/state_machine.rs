@@ -177,6 +177,7 @@ impl StateMachineStore {
         let started = std::time::Instant::now();
         let outcome = match cmd {
             Some(cmd) => {
+                let _traced = crate::traces::apply(cmd.origin).entered();
                 let outcome = self.machine.apply_marked(log_id.index(), state, &cmd);
                 let ok = matches!(outcome, Ok(Ok(_)));
                 crate::metrics::applied(&cmd.command, ok, started.elapsed());
