@@ -59,6 +59,10 @@ pub struct Args {
     /// limit].
     #[arg(long, env = "METASTORE_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
+    /// Most client connections open at once over all client URLs; one more is closed as
+    /// soon as it is accepted; 0 = no limit [default: 0].
+    #[arg(long, env = "METASTORE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// How long a client connection may stay silent before the gateway pings it (etcd's flag),
     /// like 2h or 30s [default: 2h].
     #[arg(long, env = "METASTORE_GRPC_KEEPALIVE_INTERVAL")]
@@ -111,6 +115,7 @@ pub struct Config {
     pub listen_metrics: Vec<SocketAddr>,
     pub rate_limits: crate::limits::RateLimits,
     pub max_concurrent_streams: Option<u32>,
+    pub max_connections: Option<usize>,
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     /// Logs and traces.
@@ -144,6 +149,7 @@ impl Args {
                 .storage_trusted_ca_file
                 .or(file.storage_trusted_ca_file),
             max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
+            max_connections: self.max_connections.or(file.max_connections),
             grpc_keepalive_interval: self
                 .grpc_keepalive_interval
                 .or(file.grpc_keepalive_interval),
@@ -209,6 +215,7 @@ impl Args {
             storage_endpoints: split(&storage),
             limits,
             max_concurrent_streams: a.max_concurrent_streams,
+            max_connections: a.max_connections,
             keepalive_interval: duration_flag(
                 "grpc-keepalive-interval",
                 a.grpc_keepalive_interval.as_deref(),

@@ -21,6 +21,7 @@ struct Metrics {
     watch_feeds: IntGauge,
     keepalive_batch: Histogram,
     rate_limited: IntCounter,
+    connections_refused: IntCounter,
     breaker_open: IntGaugeVec,
 }
 
@@ -73,6 +74,11 @@ impl Metrics {
             "Requests refused with `too many requests` by the gateway's rate limits.",
         ));
         must(registry.register(Box::new(rate_limited.clone())));
+        let connections_refused = must(IntCounter::new(
+            "metastore_gateway_connections_refused_total",
+            "Client connections closed at once because --max-connections were open.",
+        ));
+        must(registry.register(Box::new(connections_refused.clone())));
         let breaker_open = must(IntGaugeVec::new(
             Opts::new(
                 "metastore_gateway_breaker_open",
@@ -97,6 +103,7 @@ impl Metrics {
             watch_feeds,
             keepalive_batch,
             rate_limited,
+            connections_refused,
             breaker_open,
         }
     }
@@ -156,6 +163,11 @@ pub fn keepalive_batch(n: usize) {
 /// A request refused by a rate limit.
 pub fn rate_limited() {
     METRICS.rate_limited.inc();
+}
+
+/// A client connection closed by `--max-connections`.
+pub fn connection_refused() {
+    METRICS.connections_refused.inc();
 }
 
 /// The text exposition of every metric.

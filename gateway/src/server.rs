@@ -13,7 +13,7 @@ use crate::etcd::maintenance::MaintenanceService;
 use crate::etcd::watch::WatchService;
 use crate::http::front_door;
 use crate::keepalive::KeepAliveHub;
-use crate::listen::authority::AuthorityFix;
+use crate::listen::connections::ConnectionLimit;
 use crate::upstream::Upstream;
 use metastore_cli::shutdown::CutStreamsLayer;
 use metastore_proto::etcdserverpb::auth_server::AuthServer;
@@ -24,7 +24,6 @@ use metastore_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use metastore_proto::etcdserverpb::watch_server::WatchServer;
 use metastore_proto::v3electionpb::election_server::ElectionServer;
 use metastore_proto::v3lockpb::lock_server::LockServer;
-use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 /// What a stop may take beyond the shutdown timeout before the process just exits.
@@ -106,6 +105,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         }
     });
     let rate_limit = crate::limits::RateLimitLayer::new(cfg.rate_limits);
+    let connections = ConnectionLimit::new(cfg.max_connections);
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, listen) in listeners.into_iter().zip(&cfg.listen_client) {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -151,12 +151,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         // TLS is terminated before the authority fix, which reads the HTTP/2 bytes.
         match (&server_tls, listen.tls) {
             (Some(tls), true) => {
-                let incoming = metastore_cli::tls::accept(tcp, tls.clone())
-                    .map(|conn| conn.map(AuthorityFix::new));
+                let incoming = connections.serve(metastore_cli::tls::accept(tcp, tls.clone()));
                 tasks.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
             }
             _ => {
-                let incoming = tcp.map(|conn| conn.map(AuthorityFix::new));
+                let incoming = connections.serve(tcp);
                 tasks.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
             }
         }

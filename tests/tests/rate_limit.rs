@@ -1,12 +1,14 @@
 //! Per-client rate limits: a client over its rate gets `etcdserver: too many requests`
 //! (ResourceExhausted over gRPC, 429 over HTTP) while a client from another address is not
-//! throttled, and every refusal is counted in the gateway's metrics.
+//! throttled, and every refusal is counted in the gateway's metrics. `--max-connections`:
+//! a connection over the limit is closed, and a place comes back when a connection closes.
 
 use anyhow::Result;
 use metastore_proto::etcdserverpb::PutRequest;
 use metastore_proto::etcdserverpb::kv_client::KvClient;
-use metastore_tests::Cluster;
+use metastore_tests::{Cluster, retry_until};
 use std::net::IpAddr;
+use std::time::Duration;
 
 async fn kv_from(endpoint: &str, local: IpAddr) -> Result<KvClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
@@ -103,5 +105,69 @@ async fn a_client_over_its_rate_is_throttled_and_others_are_not() -> Result<()> 
         "counted {counted}, refused at least {}",
         throttled + 1
     );
+    Ok(())
+}
+
+/// A KV client on its own connection that has answered a range.
+async fn connected(endpoint: &str) -> Result<KvClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
+    let mut kv = KvClient::new(channel);
+    kv.range(metastore_proto::etcdserverpb::RangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await?;
+    Ok(kv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed() -> Result<()> {
+    let c = Cluster::start_with("memory", 1, 1, &[], &["--max-connections", "2"])?;
+    c.leader(0).await?;
+    let endpoint = c.gateway(0);
+    // The start-up checks' connections close on their own: wait for both places.
+    let first = retry_until("a first connection", Duration::from_secs(10), || async {
+        Ok(connected(&endpoint).await.ok())
+    })
+    .await?;
+    let second = retry_until("a second connection", Duration::from_secs(10), || async {
+        Ok(connected(&endpoint).await.ok())
+    })
+    .await?;
+    for _ in 0..3 {
+        assert!(
+            connected(&endpoint).await.is_err(),
+            "a third connection is served with two open and --max-connections 2"
+        );
+    }
+    // The open connections keep working.
+    let (mut first, mut second) = (first, second);
+    first.put(put("first")).await?;
+    second.put(put("second")).await?;
+    drop(first);
+    let third = retry_until(
+        "a connection once one closed",
+        Duration::from_secs(10),
+        || async { Ok(connected(&endpoint).await.ok()) },
+    )
+    .await?;
+    drop((second, third));
+    let text = retry_until("a scrape", Duration::from_secs(10), || async {
+        match reqwest::get(format!("{endpoint}/metrics")).await {
+            Ok(r) => Ok(Some(r.text().await?)),
+            Err(_) => Ok(None),
+        }
+    })
+    .await?;
+    let refused: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("metastore_gateway_connections_refused_total "))
+        .expect("connections refused counter")
+        .parse()?;
+    assert!(refused >= 3.0, "refused {refused}, at least 3 were");
     Ok(())
 }

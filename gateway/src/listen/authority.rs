@@ -752,6 +752,8 @@ pub struct AuthorityFix<S> {
     input: BytesMut,
     output: BytesMut,
     eof: bool,
+    /// This connection's place under `--max-connections`, given back when it closes.
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<S> AuthorityFix<S> {
@@ -762,7 +764,14 @@ impl<S> AuthorityFix<S> {
             input: BytesMut::new(),
             output: BytesMut::new(),
             eof: false,
+            _place: None,
         }
+    }
+
+    /// The connection, holding `place` until it closes.
+    pub fn holding(mut self, place: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self._place = place;
+        self
     }
 }
 

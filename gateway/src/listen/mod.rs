@@ -2,7 +2,7 @@
 //!
 //! - [`authority`]: lets clients whose HTTP/2 `:authority` the server's HTTP stack refuses
 //!   (etcdctl 3.4 sends a whole URL) through.
-//!
-//! TLS and the HTTP front door will plug in here.
+//! - [`connections`]: at most `--max-connections` client connections.
 
 pub mod authority;
+pub mod connections;
