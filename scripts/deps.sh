@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages the build (and, with --test, the tests) need, if missing.
+# Installs the system packages the build (and, with --test, the tests, the examples and the
+# conformance report) need, if missing. Docker (for the image and compose test) is used where
+# present, not installed.
 set -eu
 pkgs="libclang-dev protobuf-compiler"
-[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server etcd-client openssl"
+[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server etcd-client openssl curl python3-venv golang-go golang-etcd-server-dev"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -24,5 +26,15 @@ if [ "${1:-}" = "--test" ]; then
       python3 -m venv "$venv"
     fi
     "$venv/bin/pip" install -q etcd3gw oslotest openapi-spec-validator
+  fi
+fi
+
+# The Python example's client (etcd3, which needs an older protobuf) in a virtualenv of its own.
+if [ "${1:-}" = "--test" ]; then
+  venv=${METASTORE_EXAMPLES_PYENV:-$HOME/.cache/metastore-py-examples}
+  if ! "$venv/bin/python" -c 'import etcd3' 2>/dev/null; then
+    echo "installing the python example's client into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$(dirname "$0")/../examples/python/requirements.txt"
   fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, engine conformance,
 # integration tests against real processes, the differential test against a real etcd, and
-# the etcdctl conformance scripts (single member, and 3 members) on both engines.
+# the conformance report (etcdctl scripts, acceptance steps and examples; single member and 3
+# members; both engines), and the container image with docker-compose.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
@@ -12,11 +13,9 @@ cargo fmt --all --check
 cargo build --release --workspace --all-targets
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
-for engine in memory rocksdb; do
-  echo "== etcdctl conformance ($engine)"
-  tests/compat/etcdctl.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
-  echo "== etcdctl cluster conformance, 3 members ($engine)"
-  tests/compat/cluster.sh --engine "$engine" --bin-dir "$METASTORE_BIN_DIR"
-done
+echo "== conformance: etcdctl against etcd, acceptance steps, examples; both engines, 1 and 3 members"
+tests/compat/report.sh --bin-dir "$METASTORE_BIN_DIR"
+echo "== the image and docker-compose.yml end to end (leader container killed while writing)"
+tests/compose/run.sh --bin-dir "$METASTORE_BIN_DIR"
 echo "== robustness: every fault kind on both engines, short mode, histories checked"
 METASTORE_NO_BUILD=1 scripts/robustness.sh --short

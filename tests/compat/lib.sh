@@ -101,3 +101,39 @@ compat_args() {
   done
   [ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --release --workspace first" >&2; exit 2; }
 }
+
+# start_metastore N: N storaged members (engine $ENGINE, binaries in $BIN_DIR) and one gateway
+# per member (gateway i prefers member i), on free ports; waits until a write succeeds and sets
+# MS_ENDPOINTS to the gateways' host:port list (comma-separated).
+start_metastore() {
+  local n=$1 i j cluster="" storage
+  local -a sp pp gw
+  for i in $(seq 1 "$n"); do
+    sp[$i]=$(port); pp[$i]=$(port); gw[$i]=$(port)
+    cluster="$cluster${cluster:+,}s$i=http://127.0.0.1:${pp[$i]}"
+  done
+  for i in $(seq 1 "$n"); do
+    "$BIN_DIR/metastore-storaged" --name s$i --engine "$ENGINE" --data-dir "$WORK/ms$i" \
+      --listen-storage-urls http://127.0.0.1:${sp[$i]} --listen-peer-urls http://127.0.0.1:${pp[$i]} \
+      --initial-advertise-peer-urls http://127.0.0.1:${pp[$i]} --initial-cluster "$cluster" \
+      >"$WORK/storaged$i.log" 2>&1 &
+    PIDS+=($!); disown
+  done
+  MS_ENDPOINTS=""
+  for i in $(seq 1 "$n"); do
+    wait_port ${sp[$i]}
+    storage=http://127.0.0.1:${sp[$i]}
+    for j in $(seq 1 "$n"); do [ "$j" = "$i" ] || storage="$storage,http://127.0.0.1:${sp[$j]}"; done
+    "$BIN_DIR/metastore-gateway" --listen-client-urls http://127.0.0.1:${gw[$i]} \
+      --advertise-client-urls http://127.0.0.1:${gw[$i]} --storage-endpoints "$storage" \
+      >"$WORK/gateway$i.log" 2>&1 &
+    PIDS+=($!); disown
+    MS_ENDPOINTS="$MS_ENDPOINTS${MS_ENDPOINTS:+,}127.0.0.1:${gw[$i]}"
+  done
+  for i in $(seq 1 "$n"); do wait_port ${gw[$i]}; done
+  for _ in $(seq 1 100); do
+    ETCDCTL_API=3 etcdctl --endpoints "$MS_ENDPOINTS" put ready 1 >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "MetaStore ($n members) accepted no write" >&2; exit 1
+}
