@@ -20,6 +20,9 @@ struct Clock {
     deadline: Instant,
     /// When the remaining TTL is next recorded (checkpointing only).
     checkpoint_at: Option<Instant>,
+    /// The raft term of this member's leadership in which the clock was last started or
+    /// renewed: a promotion in that same term leaves it alone (it is already fresh).
+    term: u64,
 }
 
 #[derive(Default)]
@@ -65,19 +68,41 @@ impl Lessor {
     }
 
     /// Starts (or restarts) the clock of lease `id` of granted TTL `ttl` with `remaining`
-    /// seconds left (a fresh grant: the full TTL).
-    pub fn start(&self, id: i64, ttl: i64, remaining: i64) {
-        self.start_extended(id, ttl, remaining, Duration::ZERO);
+    /// seconds left (a fresh grant: the full TTL), in leadership term `term`.
+    pub fn start(&self, id: i64, ttl: i64, remaining: i64, term: u64) {
+        let clock = self.clock(ttl, remaining, Duration::ZERO, term);
+        self.clocks.lock().insert(id, clock);
     }
 
-    /// Like [`Lessor::start`], with `extend` added to the deadline (leadership just began).
-    pub fn start_extended(&self, id: i64, ttl: i64, remaining: i64, extend: Duration) {
-        let clock = Clock {
+    fn clock(&self, ttl: i64, remaining: i64, extend: Duration, term: u64) -> Clock {
+        Clock {
             ttl,
             deadline: after(remaining) + extend,
             checkpoint_at: self.next_checkpoint(remaining),
-        };
-        self.clocks.lock().insert(id, clock);
+            term,
+        }
+    }
+
+    /// Leadership began in `term`: every lease of `leases` (id, granted TTL, checkpointed
+    /// remaining TTL) starts again with its starting TTL plus `extend`, as etcd's lessor
+    /// promotion does, except leases whose clock was already started or renewed in this very
+    /// term (granted or kept alive through this leader before it noticed its leadership):
+    /// they keep their deadline, or a lease granted just after an election would live longer
+    /// than its TTL.
+    pub fn promote(
+        &self,
+        term: u64,
+        extend: Duration,
+        leases: impl IntoIterator<Item = (i64, i64, i64)>,
+    ) {
+        let mut clocks = self.clocks.lock();
+        for (id, ttl, remaining) in leases {
+            if clocks.get(&id).is_some_and(|c| c.term == term) {
+                continue;
+            }
+            let clock = self.clock(ttl, self.starting_ttl(ttl, remaining), extend, term);
+            clocks.insert(id, clock);
+        }
     }
 
     pub fn forget(&self, id: i64) {
@@ -88,23 +113,20 @@ impl Lessor {
     /// Renews lease `id` of granted TTL `ttl`: its clock restarts at the full TTL. A lease
     /// whose deadline passed stays expired (its revocation is on the way): `None`. A lease not
     /// tracked yet (leadership is new) starts afresh. `checkpointed` tells that a remaining TTL
-    /// is recorded for the lease; it is cleared on the next tick.
-    pub fn renew(&self, id: i64, ttl: i64, checkpointed: bool) -> Option<i64> {
+    /// is recorded for the lease; it is cleared on the next tick. `term`: the leadership term
+    /// the renewal happens in.
+    pub fn renew(&self, id: i64, ttl: i64, checkpointed: bool, term: u64) -> Option<i64> {
         let renewed = {
             let mut clocks = self.clocks.lock();
             match clocks.get_mut(&id) {
                 Some(c) if c.deadline <= Instant::now() => None,
                 Some(c) => {
                     c.deadline = after(c.ttl);
+                    c.term = term;
                     Some(c.ttl)
                 }
                 None => {
-                    let clock = Clock {
-                        ttl,
-                        deadline: after(ttl),
-                        checkpoint_at: self.next_checkpoint(ttl),
-                    };
-                    clocks.insert(id, clock);
+                    clocks.insert(id, self.clock(ttl, ttl, Duration::ZERO, term));
                     Some(ttl)
                 }
             }
@@ -192,12 +214,16 @@ mod tests {
     #[test]
     fn renew_and_expire() {
         let l = Lessor::default();
-        l.start(1, 100, 100);
-        l.start(2, 0, 0);
-        assert_eq!(l.renew(1, 100, false), Some(100));
-        assert_eq!(l.renew(2, 0, false), None, "expired leases are not renewed");
+        l.start(1, 100, 100, 1);
+        l.start(2, 0, 0, 1);
+        assert_eq!(l.renew(1, 100, false, 1), Some(100));
         assert_eq!(
-            l.renew(3, 7, false),
+            l.renew(2, 0, false, 1),
+            None,
+            "expired leases are not renewed"
+        );
+        assert_eq!(
+            l.renew(3, 7, false, 1),
             Some(7),
             "untracked leases start afresh"
         );
@@ -212,8 +238,8 @@ mod tests {
     #[test]
     fn checkpoints() {
         let l = Lessor::new(Some(Duration::ZERO));
-        l.start(1, 100, 60);
-        l.start(2, 100, 100);
+        l.start(1, 100, 60, 1);
+        l.start(2, 100, 100, 1);
         // Lease 1 has lost TTL: recorded (rounded up); lease 2 has its full TTL: skipped.
         assert_eq!(l.due_checkpoints(), vec![(1, 60)]);
         assert!(l.due_checkpoints().is_empty(), "unscheduled until recorded");
@@ -221,9 +247,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(l.due_checkpoints(), vec![(1, 60)]);
         // A renewal of a checkpointed lease clears the recorded value.
-        assert_eq!(l.renew(1, 100, true), Some(100));
+        assert_eq!(l.renew(1, 100, true, 1), Some(100));
         assert_eq!(l.due_checkpoints(), vec![(1, 0)]);
-        assert_eq!(l.renew(2, 100, false), Some(100));
+        assert_eq!(l.renew(2, 100, false, 1), Some(100));
         assert!(l.due_checkpoints().is_empty());
     }
 
@@ -232,10 +258,30 @@ mod tests {
     #[test]
     fn an_extended_lease_is_checkpointed_later() {
         let l = Lessor::new(Some(Duration::from_millis(30)));
-        l.start_extended(1, 2, 2, Duration::from_millis(100));
+        l.promote(1, Duration::from_millis(100), [(1, 2, 2)]);
         std::thread::sleep(Duration::from_millis(40));
         assert!(l.due_checkpoints().is_empty(), "still above its TTL");
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(l.due_checkpoints(), vec![(1, 1)]);
+    }
+
+    /// A promotion extends leases started in earlier terms and leaves alone those already
+    /// started or renewed in the promotion's own term (a grant through the new leader before
+    /// its first tick noticed the leadership).
+    #[test]
+    fn promotion_extends_only_clocks_of_earlier_terms() {
+        let l = Lessor::default();
+        l.start(1, 10, 10, 4);
+        l.start(2, 10, 10, 5);
+        l.renew(3, 10, false, 5);
+        l.promote(
+            5,
+            Duration::from_secs(60),
+            [(1, 10, 0), (2, 10, 0), (3, 10, 0), (4, 10, 0)],
+        );
+        for (id, extended) in [(1, true), (2, false), (3, false), (4, true)] {
+            let left = l.remaining(id).expect("tracked");
+            assert_eq!(left > 10, extended, "lease {id}: {left} s left");
+        }
     }
 }

@@ -394,7 +394,7 @@ impl Node {
         let Applied::Lease { revision } = self.write(Command::LeaseGrant { id, ttl }).await? else {
             return Err(NodeError::Task("unexpected lease grant result".into()));
         };
-        self.lessor.start(id, ttl, ttl);
+        self.lessor.start(id, ttl, ttl, self.raft_term());
         Ok(LeaseGrantResponse {
             header: header(revision),
             id,
@@ -428,12 +428,13 @@ impl Node {
         self.require_leader()?;
         self.confirm(ReadPolicy::LeaseRead).await?;
         let granted = self.store.lease_ttls(ids);
+        let term = self.raft_term();
         Ok(ids
             .iter()
             .zip(granted)
             .map(|(&id, lease)| {
                 lease
-                    .and_then(|(ttl, remaining)| self.lessor.renew(id, ttl, remaining > 0))
+                    .and_then(|(ttl, remaining)| self.lessor.renew(id, ttl, remaining > 0, term))
                     .unwrap_or(0)
             })
             .collect())
@@ -498,11 +499,8 @@ impl Node {
         // ticks: another leader may have renewed leases meanwhile.
         let term = self.raft_term();
         if self.lessor_term.swap(term, Ordering::Relaxed) != term {
-            for (id, ttl, remaining) in self.store.leases() {
-                let starting = self.lessor.starting_ttl(ttl, remaining);
-                self.lessor
-                    .start_extended(id, ttl, starting, self.lease_extension);
-            }
+            self.lessor
+                .promote(term, self.lease_extension, self.store.leases());
             return false;
         }
         for id in self.lessor.expired() {
