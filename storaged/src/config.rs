@@ -135,7 +135,8 @@ pub struct Args {
     /// [default: 10].
     #[arg(long, env = "METASTORE_ROCKSDB_BLOOM_BITS")]
     pub rocksdb_bloom_bits: Option<f64>,
-    /// RocksDB memtable size of each column family, in bytes [default: 67108864].
+    /// RocksDB memtable size of each column family, in bytes; all families together hold at
+    /// most twice this [default: 67108864].
     #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES")]
     pub rocksdb_write_buffer_bytes: Option<usize>,
     /// URLs to serve Prometheus `/metrics` on, like http://127.0.0.1:2381 (etcd's flag)

@@ -84,6 +84,10 @@ impl RocksEngine {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // One memtable budget for all column families together (twice one family's buffer):
+        // without it each of the five families may hold two full buffers, and the raft log's
+        // family, written on every entry, always does.
+        opts.set_db_write_buffer_size(tuning.write_buffer_bytes.saturating_mul(2));
         let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
         // Every column family gets the settings: the tables (bloom filters for point reads)
         // and the raft log (read in order, no filter).
