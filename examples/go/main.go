@@ -150,19 +150,24 @@ func leases(ctx context.Context, cli *clientv3.Client) {
 	panic("the lease did not expire within 15 s")
 }
 
-func mutex(ctx context.Context, cli *clientv3.Client) {
+// twoSessions: two clients' sessions (each a lease kept alive), closed by the returned func.
+func twoSessions(cli *clientv3.Client) (*concurrency.Session, *concurrency.Session, func()) {
 	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
 	must(err)
-	defer s1.Close()
 	s2, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
 	must(err)
-	defer s2.Close()
+	return s1, s2, func() { s1.Close(); s2.Close() }
+}
+
+func mutex(ctx context.Context, cli *clientv3.Client) {
+	s1, s2, closeSessions := twoSessions(cli)
+	defer closeSessions()
 	m1 := concurrency.NewMutex(s1, prefix+"lock")
 	m2 := concurrency.NewMutex(s2, prefix+"lock")
 	must(m1.Lock(ctx))
 	fmt.Println("mutex: first session holds the lock")
 	tctx, cancel := context.WithTimeout(ctx, time.Second)
-	err = m2.Lock(tctx)
+	err := m2.Lock(tctx)
 	cancel()
 	fmt.Printf("mutex: second session waited 1s and gave up: %v\n", err == context.DeadlineExceeded)
 	must(m1.Unlock(ctx))
@@ -172,12 +177,8 @@ func mutex(ctx context.Context, cli *clientv3.Client) {
 }
 
 func election(ctx context.Context, cli *clientv3.Client) {
-	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
-	must(err)
-	defer s1.Close()
-	s2, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
-	must(err)
-	defer s2.Close()
+	s1, s2, closeSessions := twoSessions(cli)
+	defer closeSessions()
 	e1 := concurrency.NewElection(s1, prefix+"election")
 	e2 := concurrency.NewElection(s2, prefix+"election")
 	must(e1.Campaign(ctx, "alpha"))

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: storaged allocates from many threads (tokio workers,
 /// blocking-pool threads for log syncs and snapshots), and glibc's per-thread arenas kept
-/// freed memory resident (about 2.4x the RSS on the memory engine after 300,000 puts; see
-/// docs/performance.md).
+/// freed memory resident (memory engine after 300,000 puts: 1,082 MB with glibc, 288 MB with
+/// mimalloc; see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

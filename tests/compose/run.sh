@@ -53,8 +53,12 @@ if wait_healthy s1 s2 s3 gw1 gw2; then ok "stack up, all 5 containers healthy ($
 got=$(ctl --endpoints $GW1 txn <<<$'value("compose/a") = "1"\n\nput compose/a 10\n\nput compose/a 20\n' | head -1)
 [ "$got" = SUCCESS ] && [ "$(ctl --endpoints $GW2 get compose/a --print-value-only)" = 10 ] && ok "txn through gw1" || bad "txn through gw1: $got"
 [ "$(ctl --endpoints $GW1,$GW2 member list | wc -l)" = 3 ] && ok "member list: 3 members" || bad "member list"
-ctl --endpoints $GW1 watch compose/w >"$WORK/watch" 2>&1 & WATCH=$!
-sleep 1; ctl --endpoints $GW2 put compose/w seen >/dev/null; sleep 1; kill $WATCH 2>/dev/null
+# The watch starts at the next revision, so it sees the put whenever it is established.
+REV=$(ctl --endpoints $GW1 get compose/a -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+etcdctl --endpoints $GW1 watch compose/w --rev $((REV + 1)) >"$WORK/watch" 2>&1 & WATCH=$!
+ctl --endpoints $GW2 put compose/w seen >/dev/null
+for _ in $(seq 1 100); do grep -q '^seen$' "$WORK/watch" && break; sleep 0.1; done
+kill $WATCH 2>/dev/null
 grep -q '^seen$' "$WORK/watch" && ok "watch on gw1 sees a put through gw2" || bad "watch on gw1 sees a put through gw2"
 LEASE=$(ctl --endpoints $GW2 lease grant 60 | awk '{print $2}')
 ctl --endpoints $GW1 put compose/leased x --lease "$LEASE" >/dev/null
