@@ -10,8 +10,9 @@
 //! connection failed before it was sent, or the member answered that there is no leader
 //! (nothing was proposed); an idempotent one also after `leader changed`. Writes carry this
 //! gateway's id and a request id, kept across retries, so storaged applies each at most once.
-//! Serializable reads carry the newest revision this gateway has answered with, so whichever
-//! member serves them has applied at least that much (a client never reads back in time).
+//! Serializable reads (and HashKV) carry the newest revision and raft log index this gateway has
+//! answered with, so whichever member serves them has applied at least that much (a client never
+//! reads back in time, and sees its own compactions and lease grants too).
 
 use crate::breaker::Breaker;
 use crate::error::{self, Error};
@@ -141,6 +142,8 @@ pub struct Upstream {
     next_request_id: Arc<AtomicU64>,
     /// The newest store revision any answer of this gateway carried.
     seen_revision: Arc<AtomicI64>,
+    /// The newest raft log index any answer of this gateway said was applied.
+    seen_applied: Arc<AtomicU64>,
 }
 
 /// A random, non-zero id for this process.
@@ -217,6 +220,7 @@ impl Upstream {
             gateway_id: random_id(),
             next_request_id: Arc::new(AtomicU64::new(1)),
             seen_revision: Arc::new(AtomicI64::new(0)),
+            seen_applied: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -248,10 +252,20 @@ impl Upstream {
                     status.leader,
                     status.is_learner,
                     header.raft_term,
+                    (header.revision, status.raft_index),
                 ))
             }
         });
+        let floors = (
+            self.seen_revision(),
+            self.seen_applied.load(Ordering::Relaxed),
+        );
         let answers = futures::future::join_all(probes).await;
+        self.forget_a_replaced_history(floors, answers.iter().flatten().map(|a| a.4));
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|a| a.map(|(id, leader, learner, term, _)| (id, leader, learner, term)))
+            .collect();
         // A member that was paused or cut off may still think it leads; of the members that
         // say they lead, the one of the newest term does.
         let leader = answers
@@ -292,6 +306,41 @@ impl Upstream {
             forwarded: false,
             gateway_id: self.gateway_id,
             min_revision: self.seen_revision(),
+            min_applied_index: self.seen_applied.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lowers what this gateway has seen to what the members now hold when every member that
+    /// answered a probe is behind what was seen before the probe started: the cluster was
+    /// restored from a backup (a new log, maybe older revisions). Without this, serializable
+    /// reads would wait for a revision or log index that may never come again. (When only a
+    /// lagging minority answers, this gives up the floor too: reads may then be stale, as
+    /// serializable reads may be, but never wrong.)
+    fn forget_a_replaced_history(
+        &self,
+        (revision, applied): (i64, u64),
+        members: impl Iterator<Item = (i64, u64)>,
+    ) {
+        let Some((newest_revision, longest_log)) =
+            members.reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+        else {
+            return;
+        };
+        if longest_log < applied || newest_revision < revision {
+            tracing::warn!(
+                revision,
+                applied,
+                newest_revision,
+                longest_log,
+                "every storage member is behind what this gateway saw: history was replaced"
+            );
+            if newest_revision < revision {
+                self.seen_revision
+                    .fetch_min(newest_revision, Ordering::Relaxed);
+            }
+            if longest_log < applied {
+                self.seen_applied.fetch_min(longest_log, Ordering::Relaxed);
+            }
         }
     }
 
@@ -450,22 +499,35 @@ impl Upstream {
     }
 
     pub async fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, Error> {
-        let ask = HashKvAsk {
-            request: Some(req),
-            context: Some(self.context(Consistency::Serializable)),
-        };
-        let reply = self
-            .on_member(|mut c| {
-                let ask = ask.clone();
-                async move { c.hash_kv(ask).await.map(tonic::Response::into_inner) }
-            })
-            .await?;
-        if let Some(e) = reply.error {
-            storage_failure(e)?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut first = None;
+        loop {
+            let ask = HashKvAsk {
+                request: Some(req),
+                context: Some(self.context(Consistency::Serializable)),
+            };
+            let reply = self
+                .on_member_from(first, |mut c| {
+                    let ask = ask.clone();
+                    async move { c.hash_kv(ask).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            match reply.error {
+                // That member is behind what this gateway has seen and did not catch up in
+                // time (nothing was changed): ask the next one.
+                Some(e) if e.code == ErrorCode::NoLeader as i32 && Instant::now() < deadline => {
+                    let tried = first.unwrap_or_else(|| self.preferred.load(Ordering::Relaxed));
+                    first = Some(tried + 1);
+                    tokio::time::sleep(NO_LEADER_BACKOFF).await;
+                }
+                Some(e) => return Err(e.into()),
+                None => {
+                    return reply
+                        .response
+                        .ok_or_else(|| Error::Internal("empty hash response".into()));
+                }
+            }
         }
-        reply
-            .response
-            .ok_or_else(|| Error::Internal("empty hash response".into()))
     }
 
     /// Defragments the member this gateway prefers (as etcd defragments the member asked).
@@ -756,10 +818,42 @@ impl Upstream {
                 Some(r) => {
                     self.seen_revision
                         .fetch_max(revision_of(&r), Ordering::Relaxed);
+                    self.seen_applied
+                        .fetch_max(response.applied_index, Ordering::Relaxed);
                     return Ok(r);
                 }
                 None => return Err(Error::Internal("empty storage response".into())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(u: &Upstream) -> (i64, u64) {
+        (u.seen_revision(), u.seen_applied.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn floors_drop_only_when_every_answer_is_behind() {
+        let u = Upstream::new(&["http://127.0.0.1:1".to_string()]).expect("upstream");
+        u.seen_revision.store(50, Ordering::Relaxed);
+        u.seen_applied.store(100, Ordering::Relaxed);
+        // A member behind, another ahead: nothing was replaced.
+        u.forget_a_replaced_history((50, 100), [(10, 20), (50, 100)].into_iter());
+        assert_eq!(seen(&u), (50, 100));
+        // No answer at all: nothing is known.
+        u.forget_a_replaced_history((50, 100), std::iter::empty());
+        assert_eq!(seen(&u), (50, 100));
+        // Restored from an older backup: a new, shorter log and older revisions.
+        u.forget_a_replaced_history((50, 100), [(40, 3), (40, 2)].into_iter());
+        assert_eq!(seen(&u), (40, 3));
+        // Restored from a recent backup: the log is new, the revisions are not older.
+        u.seen_revision.store(50, Ordering::Relaxed);
+        u.seen_applied.store(100, Ordering::Relaxed);
+        u.forget_a_replaced_history((50, 100), [(50, 3)].into_iter());
+        assert_eq!(seen(&u), (50, 3));
     }
 }

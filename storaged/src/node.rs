@@ -323,13 +323,15 @@ impl Node {
         }
     }
 
-    /// Before a serializable read: waits until this member has applied `min_revision` (the
-    /// newest revision the caller was already told of), so a client's reads never go back in
-    /// time when they move between members. A member that stays behind for
+    /// Before a serializable read: waits until this member has caught up with what the caller
+    /// was already told of (`seen`), so a client's reads never go back in time when they move
+    /// between members, its own writes included. A member that stays behind for
     /// [`CATCH_UP_WAIT`] answers no leader (nothing happened; the gateway asks another).
-    async fn catch_up(&self, min_revision: i64) -> Result<(), NodeError> {
+    pub async fn catch_up(&self, seen: Seen) -> Result<(), NodeError> {
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
-        while self.store.current_revision() < min_revision {
+        while self.store.current_revision() < seen.revision
+            || self.store.applied_index() < seen.applied_index
+        {
             if tokio::time::Instant::now() >= deadline {
                 return Err(NodeError::NotLeader(None));
             }
@@ -345,13 +347,9 @@ impl Node {
         blocking(move || Ok(Alarms::load(&store)?.list(alarm))).await
     }
 
-    pub async fn range(
-        &self,
-        req: RangeRequest,
-        min_revision: i64,
-    ) -> Result<RangeResponse, NodeError> {
+    pub async fn range(&self, req: RangeRequest, seen: Seen) -> Result<RangeResponse, NodeError> {
         if req.serializable {
-            self.catch_up(min_revision).await?;
+            self.catch_up(seen).await?;
         } else {
             self.linearize().await?;
         }
@@ -366,10 +364,10 @@ impl Node {
         &self,
         req: TxnRequest,
         serializable: bool,
-        min_revision: i64,
+        seen: Seen,
     ) -> Result<TxnResponse, NodeError> {
         if serializable {
-            self.catch_up(min_revision).await?;
+            self.catch_up(seen).await?;
         } else {
             self.linearize().await?;
         }
@@ -538,6 +536,24 @@ impl Node {
 
 const LEASE_ID_SUFFIX: u64 = (1 << 48) - 1;
 /// How long a serializable read waits for this member to apply what its caller already saw.
+/// What a caller was already told of: the newest store revision and raft log index any answer
+/// it received carried. Changes that create no revision (a compaction, a lease grant) move only
+/// the index.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    pub revision: i64,
+    pub applied_index: u64,
+}
+
+impl Seen {
+    pub fn of(ctx: &metastore_internal_proto::storage::RequestContext) -> Self {
+        Self {
+            revision: ctx.min_revision,
+            applied_index: ctx.min_applied_index,
+        }
+    }
+}
+
 const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 /// Most lease checkpoints in one log entry (etcd's batch size).
 const MAX_CHECKPOINT_BATCH: usize = 1000;

@@ -13,7 +13,7 @@ use crate::forward::{Client, Forwarder};
 use crate::gateways::Gateways;
 use crate::keepalive::Renewer;
 use crate::mvcc::{self, MvccError};
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, Seen};
 use crate::stamp::{Headed, Stamp};
 use crate::state_machine::Applied;
 use crate::watch::{self, WatchHub};
@@ -107,16 +107,16 @@ impl StorageService {
             auth: Some(who.clone()),
             command,
         };
-        let min_revision = ctx.min_revision;
+        let seen = Seen::of(ctx);
         Ok(match op {
             Op::Range(r) => {
                 let allowed = |s: &_| check::range(s, &who, &r);
-                let read = node.range(r.clone(), min_revision);
+                let read = node.range(r.clone(), seen);
                 KvResult::Range(self.checked_read(&who, allowed, read).await?)
             }
             Op::Txn(t) if !class.is_write() => {
                 let allowed = |s: &_| check::txn(s, &who, &t, None);
-                let read = node.read_txn(t.clone(), class.serializable(), min_revision);
+                let read = node.read_txn(t.clone(), class.serializable(), seen);
                 KvResult::Txn(self.checked_read(&who, allowed, read).await?)
             }
             Op::WatchAccess(w) => {
@@ -158,8 +158,13 @@ impl StorageService {
         })
     }
 
-    /// Runs `op` here, or on the leader when this member does not lead.
-    async fn execute_on_leader(&self, req: KvRequest, op: Op) -> Result<KvResult, NodeError> {
+    /// Runs `op` here, or on the leader when this member does not lead. Also returns the log
+    /// index the answering member had applied when it answered.
+    async fn execute_on_leader(
+        &self,
+        req: KvRequest,
+        op: Op,
+    ) -> Result<(KvResult, u64), NodeError> {
         let ctx = req.context.clone().unwrap_or_default();
         // Checked here whatever the gateway did: this port can be reached directly.
         validate::op(&op, &Limits::APPLY).map_err(MvccError::from)?;
@@ -167,14 +172,22 @@ impl StorageService {
             return Err(NodeError::Learner);
         }
         let (op, ctx) = (&op, &ctx);
-        let here = move || async move { self.execute(op.clone(), ctx).await.map(Some) };
-        let there =
-            |mut client: Client, req| async move { Ok(client.kv(req).await?.into_inner().result) };
-        self.forwarder
+        let here = move || async move {
+            let result = self.execute(op.clone(), ctx).await?;
+            // Read after the answer exists: a write waited for its own entry to apply here.
+            Ok::<_, NodeError>((Some(result), self.node.store().applied_index()))
+        };
+        let there = |mut client: Client, req| async move {
+            let reply = client.kv(req).await?.into_inner();
+            Ok((reply.result, reply.applied_index))
+        };
+        let (result, applied) = self
+            .forwarder
             .on_leader(req, here, there)
             .await
-            .map_err(|f| f.into_error())?
-            .ok_or_else(|| NodeError::Task("empty forwarded response".into()))
+            .map_err(|f| f.into_error())?;
+        let result = result.ok_or_else(|| NodeError::Task("empty forwarded response".into()))?;
+        Ok((result, applied))
     }
 }
 
@@ -274,9 +287,11 @@ impl Storage for StorageService {
             return Err(Status::invalid_argument("empty storage request"));
         };
         let request_id = req.context.as_ref().map(|c| c.request_id);
+        let mut applied_index = 0;
         let result = match self.execute_on_leader(req, op).await {
-            Ok(mut r) => {
+            Ok((mut r, applied)) => {
                 self.stamp().answer(&mut r);
+                applied_index = applied;
                 r
             }
             Err(e) => {
@@ -292,6 +307,7 @@ impl Storage for StorageService {
         };
         Ok(Response::new(KvResponse {
             result: Some(result),
+            applied_index,
         }))
     }
 
@@ -385,6 +401,14 @@ impl Storage for StorageService {
         let revision = ask.request.map_or(0, |r| r.revision);
         if let Some(ctx) = &ask.context
             && let Err(e) = self.require_admin(&ctx.token).await
+        {
+            return Ok(Response::new(HashKvReply {
+                response: None,
+                error: Some(storage_error(&e)),
+            }));
+        }
+        if let Some(ctx) = &ask.context
+            && let Err(e) = self.node.catch_up(Seen::of(ctx)).await
         {
             return Ok(Response::new(HashKvReply {
                 response: None,

@@ -1,0 +1,80 @@
+//! A client sees its own changes through one gateway even when they create no revision, as
+//! through one etcd member: after a compaction, HashKV and serializable reads served by a
+//! member that applies late (failpoint: followers apply every entry 300 ms after it arrives)
+//! already know of it.
+
+use anyhow::{Context, Result};
+use metastore_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use metastore_proto::etcdserverpb::{CompactionRequest, HashKvRequest, PutRequest, RangeRequest};
+use metastore_tests::{Cluster, ENGINES, KvClient, channel, retry_until};
+use std::time::Duration;
+
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+#[tokio::test]
+async fn a_compaction_is_seen_by_the_next_read_on_a_late_member() -> Result<()> {
+    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
+    for engine in ENGINES {
+        let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
+        let leader = c.leader(0).await?;
+        // This gateway prefers a follower: HashKV is served there.
+        let ch = channel(&c.gateway((leader + 1) % 3)).await?;
+        let mut kv = KvClient::new(ch.clone());
+        let mut m = MaintenanceClient::new(ch);
+        for round in 0..3 {
+            let mut current = 0;
+            for i in 0..3 {
+                let put = PutRequest {
+                    key: format!("ryw/{i}").into(),
+                    value: format!("{round}").into(),
+                    ..Default::default()
+                };
+                current = kv
+                    .put(put)
+                    .await?
+                    .into_inner()
+                    .header
+                    .context("header")?
+                    .revision;
+            }
+            // Followers apply each entry 300 ms late: once they hold the puts, the compaction
+            // below reaches them while the gateway already acknowledged it.
+            for f in (0..3).filter(|&f| f != leader) {
+                let want = format!("{round}").into_bytes();
+                retry_until("a follower applies the puts", Duration::from_secs(10), || {
+                    let c = &c;
+                    let want = want.clone();
+                    async move { Ok((c.member_get(f, "ryw/2").await? == Some(want)).then_some(())) }
+                })
+                .await?;
+            }
+            let at = current - 1;
+            kv.compact(CompactionRequest {
+                revision: at,
+                physical: false,
+            })
+            .await?;
+            let hash = m.hash_kv(HashKvRequest { revision: 0 }).await?.into_inner();
+            assert_eq!(hash.compact_revision, at, "{engine}, round {round}: HashKV");
+            // Serializable reads are spread over every member: each of these goes to a
+            // different one in turn.
+            for attempt in 0..3 {
+                let read = kv
+                    .range(RangeRequest {
+                        key: b"ryw/0".to_vec(),
+                        revision: at - 1,
+                        serializable: true,
+                        ..Default::default()
+                    })
+                    .await;
+                let e = read.expect_err("a read below the compaction");
+                assert_eq!(
+                    e.message(),
+                    COMPACTED,
+                    "{engine}, round {round}, read {attempt}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
