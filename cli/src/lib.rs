@@ -10,6 +10,7 @@ pub mod grpc_metrics;
 pub mod logging;
 pub mod process;
 pub mod rpc;
+pub mod self_signed;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

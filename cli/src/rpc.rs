@@ -2,7 +2,7 @@
 //! (gateway -> storaged, member -> leader, raft peers) and one typed test of whether a failed
 //! call certainly never reached its server.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
@@ -35,18 +35,72 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The TLS settings of this process's internal `https://` channels (set once at start).
 static CLIENT_TLS: OnceLock<ClientTlsConfig> = OnceLock::new();
 
+/// Instead of [`CLIENT_TLS`]: internal `https://` channels that do not verify their servers
+/// (servers with self-signed certificates, etcd's `--peer-auto-tls`).
+static UNVERIFIED_TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
 /// Sets the CA and client certificate every internal `https://` channel uses.
 pub fn use_client_tls(config: ClientTlsConfig) {
     let _ = CLIENT_TLS.set(config);
 }
 
+/// Makes every internal `https://` channel encrypt without verifying the server.
+pub fn use_unverified_tls(config: rustls::ClientConfig) {
+    let _ = UNVERIFIED_TLS.set(Arc::new(config));
+}
+
+/// Connects over TCP, then TLS with `config` (tonic's own TLS needs a verified server).
+fn unverified_connector(
+    config: Arc<rustls::ClientConfig>,
+) -> impl tower::Service<
+    http::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Send
++ Clone
++ 'static {
+    tower::service_fn(move |uri: http::Uri| {
+        let config = config.clone();
+        async move {
+            let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+            let host = uri.host().ok_or_else(|| invalid("no host"))?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|_| invalid("bad host name"))?;
+            let tls = tokio::time::timeout(
+                TLS_HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        }
+    })
+}
+
 /// A lazily connected channel to `url` (connection failures surface on the first call).
 pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, String> {
-    let mut endpoint = Endpoint::from_shared(url.to_string())
+    let unverified = UNVERIFIED_TLS
+        .get()
+        .filter(|_| url.starts_with("https://"))
+        .cloned();
+    // The connector makes the TLS connection; tonic sees a plain one.
+    let target = match unverified {
+        Some(_) => url.replacen("https://", "http://", 1),
+        None => url.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(target)
         .map_err(|e| format!("{url}: {e}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1));
-    if url.starts_with("https://") {
+    if url.starts_with("https://") && unverified.is_none() {
         // A peer that accepts connections but does not serve them (still starting, or
         // paused) must not hold a call in the handshake, where no request timeout applies.
         let tls = CLIENT_TLS
@@ -67,7 +121,11 @@ pub fn channel(url: &str, options: ChannelOptions) -> Result<Channel, String> {
             .keep_alive_timeout(k)
             .keep_alive_while_idle(true);
     }
-    Ok(crate::telemetry::ClientSpan::new(endpoint.connect_lazy()))
+    let channel = match unverified {
+        Some(config) => endpoint.connect_with_connector_lazy(unverified_connector(config)),
+        None => endpoint.connect_lazy(),
+    };
+    Ok(crate::telemetry::ClientSpan::new(channel))
 }
 
 /// True when a failed call certainly did not reach the server: the connection was refused

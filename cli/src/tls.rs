@@ -1,8 +1,9 @@
 //! TLS with etcd's certificate flags, for both binaries: one loader of PEM files into rustls
 //! configurations, a server side that re-reads its files when they change (certificate
-//! rotation without a restart), an acceptor stream for listeners, and the client side every
-//! internal channel uses for `https://` URLs.
+//! rotation without a restart) or uses a certificate made at start (`--auto-tls`), an acceptor
+//! stream for listeners, and the client side every internal channel uses for `https://` URLs.
 
+use crate::self_signed::SelfSigned;
 use futures::{Stream, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -27,6 +28,8 @@ pub struct TlsFiles {
     pub trusted_ca: Option<PathBuf>,
     /// Require a client certificate signed by `trusted_ca`.
     pub client_cert_auth: bool,
+    /// Without `cert`: serve a self-signed certificate made at start (etcd's `--auto-tls`).
+    pub auto: bool,
 }
 
 /// etcd's server certificate flags, shared by both binaries (`#[command(flatten)]`).
@@ -45,6 +48,10 @@ pub struct TlsArgs {
     /// [default: false].
     #[arg(long, env = "METASTORE_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
     pub client_cert_auth: Option<bool>,
+    /// Without --cert-file, serve `https://` URLs with a self-signed certificate made at each
+    /// start and kept in memory (etcd's flag; clients cannot verify it) [default: false].
+    #[arg(long, env = "METASTORE_AUTO_TLS", num_args = 0..=1, default_missing_value = "true")]
+    pub auto_tls: Option<bool>,
 }
 
 impl TlsArgs {
@@ -55,6 +62,7 @@ impl TlsArgs {
             key_file: self.key_file.or(other.key_file),
             trusted_ca_file: self.trusted_ca_file.or(other.trusted_ca_file),
             client_cert_auth: self.client_cert_auth.or(other.client_cert_auth),
+            auto_tls: self.auto_tls.or(other.auto_tls),
         }
     }
 
@@ -65,6 +73,7 @@ impl TlsArgs {
             key: self.key_file.clone(),
             trusted_ca: self.trusted_ca_file.clone(),
             client_cert_auth: self.client_cert_auth.unwrap_or(false),
+            auto: self.auto_tls.unwrap_or(false),
         };
         files.check("")?;
         Ok(files)
@@ -90,8 +99,14 @@ impl TlsFiles {
         Ok(())
     }
 
+    /// Whether `https://` URLs can be served: a certificate is given, or one is made.
     pub fn has_cert(&self) -> bool {
-        self.cert.is_some()
+        self.cert.is_some() || self.auto
+    }
+
+    /// Whether the certificate is made at start (auto TLS and no certificate file).
+    pub fn self_signed(&self) -> bool {
+        self.cert.is_none() && self.auto
     }
 }
 
@@ -99,7 +114,7 @@ impl TlsFiles {
 // rustls marks it deprecated for lacking post-quantum key exchange, which etcd's Go TLS stack
 // of 3.4/3.5 lacks too.
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -127,10 +142,10 @@ fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
-    let (Some(cert), Some(key_path)) = (&files.cert, &files.key) else {
-        return Err("TLS needs a certificate and a key".into());
-    };
+fn server_config(
+    files: &TlsFiles,
+    own: Option<&SelfSigned>,
+) -> Result<rustls::ServerConfig, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
@@ -146,9 +161,15 @@ fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs(cert)?, key(key_path)?)
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let mut config = match (own, &files.cert, &files.key) {
+        (Some(own), _, _) => builder
+            .with_single_cert(vec![own.cert.clone()], own.key())
+            .map_err(|e| format!("self-signed certificate: {e}"))?,
+        (None, Some(cert), Some(key_path)) => builder
+            .with_single_cert(certs(cert)?, key(key_path)?)
+            .map_err(|e| format!("{}: {e}", cert.display()))?,
+        _ => return Err("TLS needs a certificate and a key".into()),
+    };
     // gRPC needs HTTP/2; HTTP/1.1 for the JSON and REST APIs.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
@@ -158,6 +179,7 @@ fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
 /// changes (a bad new file is logged and the previous configuration kept).
 pub struct ServerTls {
     files: TlsFiles,
+    own: Option<SelfSigned>,
     current: RwLock<(Arc<rustls::ServerConfig>, Vec<Option<SystemTime>>)>,
 }
 
@@ -172,12 +194,22 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
 }
 
 impl ServerTls {
-    /// Loads the files now (failing with one line) and re-reads them when they change.
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
-        let config = Arc::new(server_config(&files)?);
+    /// Loads the files now (failing with one line) and re-reads them when they change; with
+    /// auto TLS and no certificate file, makes a certificate for `addrs` instead.
+    pub fn load(files: TlsFiles, addrs: &[std::net::SocketAddr]) -> Result<Arc<Self>, String> {
+        let own = if files.self_signed() {
+            tracing::warn!(
+                "serving a self-signed certificate made at start (auto TLS): clients cannot verify it"
+            );
+            Some(SelfSigned::new(addrs)?)
+        } else {
+            None
+        };
+        let config = Arc::new(server_config(&files, own.as_ref())?);
         let tls = Arc::new(ServerTls {
             current: RwLock::new((config, stamps(&files))),
             files,
+            own,
         });
         let weak = Arc::downgrade(&tls);
         tokio::spawn(async move {
@@ -197,7 +229,7 @@ impl ServerTls {
         if unchanged {
             return;
         }
-        match server_config(&self.files) {
+        match server_config(&self.files, self.own.as_ref()) {
             Ok(config) => {
                 if let Ok(mut c) = self.current.write() {
                     *c = (Arc::new(config), now);
@@ -267,4 +299,21 @@ pub fn client_config(
         config = config.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
     }
     Ok(config)
+}
+
+/// The client side for internal `https://` channels towards servers with self-signed
+/// certificates (etcd's `--peer-auto-tls`): encrypted, not verified. Shows this process's own
+/// certificate files when given, else a certificate made for `addrs`.
+pub fn unverified_client_config(
+    identity: Option<(&Path, &Path)>,
+    addrs: &[std::net::SocketAddr],
+) -> Result<rustls::ClientConfig, String> {
+    let identity = match identity {
+        Some((cert, key_path)) => (certs(cert)?, key(key_path)?),
+        None => {
+            let own = SelfSigned::new(addrs)?;
+            (vec![own.cert.clone()], own.key())
+        }
+    };
+    crate::self_signed::unverified_client(provider(), Some(identity))
 }

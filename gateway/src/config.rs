@@ -55,6 +55,10 @@ pub struct Args {
     /// CA that signs the storaged members' certificates.
     #[arg(long, env = "METASTORE_STORAGE_TRUSTED_CA_FILE")]
     pub storage_trusted_ca_file: Option<PathBuf>,
+    /// Do not verify the storaged members' certificates (for members started with
+    /// --auto-tls; the link is encrypted but not authenticated) [default: false].
+    #[arg(long, env = "METASTORE_STORAGE_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, default_missing_value = "true")]
+    pub storage_insecure_skip_tls_verify: Option<bool>,
     /// Most concurrent streams (calls) on one client connection (etcd's flag) [default: no
     /// limit].
     #[arg(long, env = "METASTORE_MAX_CONCURRENT_STREAMS")]
@@ -108,6 +112,8 @@ pub struct Config {
     /// Towards `https://` storage endpoints: the CA, and the gateway's certificate and key.
     pub storage_ca: Option<PathBuf>,
     pub storage_identity: Option<(PathBuf, PathBuf)>,
+    /// Towards `https://` storage endpoints: encrypt without verifying the members.
+    pub storage_skip_verify: bool,
     pub advertise_client_urls: Vec<String>,
     pub storage_endpoints: Vec<String>,
     pub limits: Limits,
@@ -148,6 +154,9 @@ impl Args {
             storage_trusted_ca_file: self
                 .storage_trusted_ca_file
                 .or(file.storage_trusted_ca_file),
+            storage_insecure_skip_tls_verify: self
+                .storage_insecure_skip_tls_verify
+                .or(file.storage_insecure_skip_tls_verify),
             max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
             max_connections: self.max_connections.or(file.max_connections),
             grpc_keepalive_interval: self
@@ -172,7 +181,10 @@ impl Args {
         let listen_client = metastore_cli::parse_listen_urls("listen-client-urls", &listen)?;
         let tls = a.tls.files()?;
         if listen_client.iter().any(|l| l.tls) && !tls.has_cert() {
-            return Err("https:// in --listen-client-urls needs --cert-file and --key-file".into());
+            return Err(
+                "https:// in --listen-client-urls needs --cert-file and --key-file, or --auto-tls"
+                    .into(),
+            );
         }
         if a.storage_cert_file.is_some() != a.storage_key_file.is_some() {
             return Err("--storage-cert-file and --storage-key-file go together".into());
@@ -210,6 +222,7 @@ impl Args {
             tls,
             storage_ca: a.storage_trusted_ca_file.clone(),
             storage_identity: a.storage_cert_file.clone().zip(a.storage_key_file.clone()),
+            storage_skip_verify: a.storage_insecure_skip_tls_verify.unwrap_or(false),
             watch,
             advertise_client_urls: split(&advertise),
             storage_endpoints: split(&storage),

@@ -43,15 +43,22 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let listeners = metastore_cli::bind_all("listen-client-urls", &addrs).await?;
     // TLS towards clients (certificate files re-read when they change) and towards storaged.
     let server_tls = if cfg.listen_client.iter().any(|l| l.tls) {
-        Some(metastore_cli::tls::ServerTls::load(cfg.tls.clone())?)
+        Some(metastore_cli::tls::ServerTls::load(
+            cfg.tls.clone(),
+            &addrs,
+        )?)
     } else {
         None
     };
-    if cfg.storage_ca.is_some() || cfg.storage_identity.is_some() {
-        let identity = cfg
-            .storage_identity
-            .as_ref()
-            .map(|(c, k)| (c.as_path(), k.as_path()));
+    let identity = cfg
+        .storage_identity
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    if cfg.storage_skip_verify {
+        metastore_cli::rpc::use_unverified_tls(metastore_cli::tls::unverified_client_config(
+            identity, &addrs,
+        )?);
+    } else if cfg.storage_ca.is_some() || cfg.storage_identity.is_some() {
         metastore_cli::rpc::use_client_tls(metastore_cli::tls::client_config(
             cfg.storage_ca.as_deref(),
             identity,

@@ -125,6 +125,11 @@ pub struct Args {
     /// flag) [default: false].
     #[arg(long, env = "METASTORE_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
     pub peer_client_cert_auth: Option<bool>,
+    /// Without --peer-cert-file, serve `https://` peer URLs with a self-signed certificate
+    /// made at each start, and call other members without verifying theirs: encrypted, not
+    /// authenticated (etcd's flag) [default: false].
+    #[arg(long, env = "METASTORE_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true")]
+    pub peer_auto_tls: Option<bool>,
     /// RocksDB block compression of every column family: lz4, zstd or none [default: lz4].
     #[arg(long, env = "METASTORE_ROCKSDB_COMPRESSION")]
     pub rocksdb_compression: Option<String>,
@@ -244,6 +249,7 @@ impl Args {
             peer_key_file: self.peer_key_file.or(file.peer_key_file),
             peer_trusted_ca_file: self.peer_trusted_ca_file.or(file.peer_trusted_ca_file),
             peer_client_cert_auth: self.peer_client_cert_auth.or(file.peer_client_cert_auth),
+            peer_auto_tls: self.peer_auto_tls.or(file.peer_auto_tls),
             rocksdb_block_cache_bytes: self
                 .rocksdb_block_cache_bytes
                 .or(file.rocksdb_block_cache_bytes),
@@ -275,6 +281,7 @@ impl Args {
             key: a.peer_key_file.clone(),
             trusted_ca: a.peer_trusted_ca_file.clone(),
             client_cert_auth: a.peer_client_cert_auth.unwrap_or(false),
+            auto: a.peer_auto_tls.unwrap_or(false),
         };
         peer_tls.check("peer-")?;
         let listen_storage = metastore_cli::parse_listen_urls(
@@ -291,12 +298,14 @@ impl Args {
         )?;
         if listen_storage.iter().any(|l| l.tls) && !tls.has_cert() {
             return Err(
-                "https:// in --listen-storage-urls needs --cert-file and --key-file".into(),
+                "https:// in --listen-storage-urls needs --cert-file and --key-file, or --auto-tls"
+                    .into(),
             );
         }
         if listen_peer.iter().any(|l| l.tls) && !peer_tls.has_cert() {
             return Err(
-                "https:// in --listen-peer-urls needs --peer-cert-file and --peer-key-file".into(),
+                "https:// in --listen-peer-urls needs --peer-cert-file and --peer-key-file, or --peer-auto-tls"
+                    .into(),
             );
         }
         let advertise_peer = a

@@ -109,14 +109,20 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     // other members, which show its peer certificate.
     let load = |files: &metastore_cli::tls::TlsFiles, listen: &[metastore_cli::Listen]| {
         if listen.iter().any(|l| l.tls) {
-            metastore_cli::tls::ServerTls::load(files.clone()).map(Some)
+            metastore_cli::tls::ServerTls::load(files.clone(), &addrs(listen)).map(Some)
         } else {
             Ok(None)
         }
     };
     let storage_tls = load(&cfg.tls, &cfg.listen_storage)?;
     let peer_tls = load(&cfg.peer_tls, &cfg.listen_peer)?;
-    if cfg.peer_tls.has_cert() || cfg.peer_tls.trusted_ca.is_some() {
+    if cfg.peer_tls.self_signed() {
+        // Members with made-up certificates cannot verify each other (as etcd's).
+        metastore_cli::rpc::use_unverified_tls(metastore_cli::tls::unverified_client_config(
+            None,
+            &addrs(&cfg.listen_peer),
+        )?);
+    } else if cfg.peer_tls.has_cert() || cfg.peer_tls.trusted_ca.is_some() {
         let identity = cfg
             .peer_tls
             .cert

@@ -1,6 +1,7 @@
 //! TLS with etcd's flags: etcdctl over `https://` with `--cacert/--cert/--key`, refused without
 //! a client certificate under `--client-cert-auth`, a server certificate replaced on disk
-//! served without a restart, and a 3-member cluster whose peer and storage links are TLS.
+//! served without a restart, a 3-member cluster whose peer and storage links are TLS, and
+//! auto TLS (certificates made at start) on every link.
 
 use anyhow::{Result, ensure};
 use metastore_tests::certs::{self, Pair};
@@ -201,5 +202,71 @@ async fn three_members_over_peer_and_storage_tls() -> Result<()> {
             "{engine}: plain HTTP served on a TLS storage port"
         );
     }
+    Ok(())
+}
+
+/// etcd's `--auto-tls` / `--peer-auto-tls`: members serve their peer and storage URLs with
+/// certificates made at start and call each other without verifying them; a gateway serves
+/// `https://` with its own made-up certificate. Everything is encrypted (plain connections get
+/// nothing), nothing is verifiable (a client that checks the certificate stops at the
+/// handshake), and the cluster works, a leader loss included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_with_auto_tls() -> Result<()> {
+    let mut c = Cluster::start_internal_tls(
+        "memory",
+        3,
+        1,
+        &["--peer-auto-tls", "--auto-tls"],
+        &["--storage-insecure-skip-tls-verify"],
+    )?;
+    let port = free_port()?;
+    let url = format!("https://127.0.0.1:{port}");
+    let storage: Vec<String> = c
+        .members
+        .iter()
+        .map(|m| format!("https://127.0.0.1:{}", m.storage_port))
+        .collect();
+    let mut child = Command::new(binary("metastore-gateway")?)
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--storage-endpoints={}", storage.join(",")))
+        .args(["--auto-tls", "--storage-insecure-skip-tls-verify"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    wait_port(port, &mut child, "gateway")?;
+    let _gw = Proc(child);
+    let skip = ["--insecure-skip-tls-verify", "--insecure-transport=false"];
+    retry_until("a put over auto TLS", Duration::from_secs(20), || async {
+        Ok(ctl(&url, &skip, &["put", "auto", "tls"]).ok())
+    })
+    .await?;
+    assert_eq!(
+        ctl(&url, &skip, &["get", "auto", "--print-value-only"])?,
+        "tls\n"
+    );
+    let dir = tempfile::tempdir()?;
+    let ca = certs::ca(dir.path(), "ca")?;
+    let verified = ctl(&url, &["--cacert", ca.cert()], &["get", "auto"]);
+    assert!(
+        verified.is_err(),
+        "a made-up certificate verified: {verified:?}"
+    );
+    let plain = ctl(&url.replace("https", "http"), &[], &["get", "auto"]);
+    assert!(plain.is_err(), "plain HTTP accepted on a TLS port");
+
+    let leader = c.leader(0).await?;
+    c.kill_member(leader);
+    retry_until(
+        "a put after the leader is gone",
+        Duration::from_secs(20),
+        || async { Ok(ctl(&url, &skip, &["put", "after", "loss"]).ok()) },
+    )
+    .await?;
+    c.start_member(leader)?;
+    let plain = tokio::time::timeout(Duration::from_secs(5), c.member_get(leader, "auto")).await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "plain HTTP served on an auto TLS storage port"
+    );
     Ok(())
 }
