@@ -11,19 +11,25 @@ use std::time::Duration;
 
 /// A gateway serving `https://` in front of `c`, with `extra` flags.
 fn tls_gateway(c: &Cluster, server: &Pair, ca: &Pair, extra: &[&str]) -> Result<(Proc, String)> {
+    let mut args = vec!["--cert-file", server.cert(), "--key-file", server.key()];
+    args.extend_from_slice(&["--trusted-ca-file", ca.cert()]);
+    args.extend_from_slice(extra);
+    https_gateway(c, "http", &args)
+}
+
+/// A gateway serving `https://` with `args`, in front of `c`'s members reached over `scheme`.
+fn https_gateway(c: &Cluster, scheme: &str, args: &[&str]) -> Result<(Proc, String)> {
     let port = free_port()?;
     let url = format!("https://127.0.0.1:{port}");
     let storage: Vec<String> = c
         .members
         .iter()
-        .map(|m| format!("http://127.0.0.1:{}", m.storage_port))
+        .map(|m| format!("{scheme}://127.0.0.1:{}", m.storage_port))
         .collect();
     let mut child = Command::new(binary("metastore-gateway")?)
         .arg(format!("--listen-client-urls={url}"))
         .arg(format!("--storage-endpoints={}", storage.join(",")))
-        .args(["--cert-file", server.cert(), "--key-file", server.key()])
-        .args(["--trusted-ca-file", ca.cert()])
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -219,22 +225,11 @@ async fn three_members_with_auto_tls() -> Result<()> {
         &["--peer-auto-tls", "--auto-tls"],
         &["--storage-insecure-skip-tls-verify"],
     )?;
-    let port = free_port()?;
-    let url = format!("https://127.0.0.1:{port}");
-    let storage: Vec<String> = c
-        .members
-        .iter()
-        .map(|m| format!("https://127.0.0.1:{}", m.storage_port))
-        .collect();
-    let mut child = Command::new(binary("metastore-gateway")?)
-        .arg(format!("--listen-client-urls={url}"))
-        .arg(format!("--storage-endpoints={}", storage.join(",")))
-        .args(["--auto-tls", "--storage-insecure-skip-tls-verify"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    wait_port(port, &mut child, "gateway")?;
-    let _gw = Proc(child);
+    let (_gw, url) = https_gateway(
+        &c,
+        "https",
+        &["--auto-tls", "--storage-insecure-skip-tls-verify"],
+    )?;
     let skip = ["--insecure-skip-tls-verify", "--insecure-transport=false"];
     retry_until("a put over auto TLS", Duration::from_secs(20), || async {
         Ok(ctl(&url, &skip, &["put", "auto", "tls"]).ok())
