@@ -15,9 +15,12 @@ trap 'rm -rf "$TMP"' EXIT
 b64() { printf %s "$1" | base64 -w0; }
 # await_lines FILE PATTERN N PID: waits (up to 10 s) until FILE has N lines matching PATTERN,
 # then ends the stream that writes it (process PID).
+# (A stream started in the background may not have opened FILE yet: that counts as none.)
 await_lines() {
+  local n
   for _ in $(seq 1 100); do
-    [ "$(grep -c "$2" "$1")" -ge "$3" ] && break
+    n=$(grep -c "$2" "$1" 2>/dev/null) || n=0
+    [ "$n" -ge "$3" ] && break
     sleep 0.1
   done
   [ -z "$4" ] || { kill "$4" 2>/dev/null; wait "$4" 2>/dev/null; } || true
