@@ -535,7 +535,6 @@ impl Node {
 }
 
 const LEASE_ID_SUFFIX: u64 = (1 << 48) - 1;
-/// How long a serializable read waits for this member to apply what its caller already saw.
 /// What a caller was already told of: the newest store revision and raft log index any answer
 /// it received carried. Changes that create no revision (a compaction, a lease grant) move only
 /// the index.
@@ -554,6 +553,7 @@ impl Seen {
     }
 }
 
+/// How long a serializable read waits for this member to apply what its caller already saw.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 /// Most lease checkpoints in one log entry (etcd's batch size).
 const MAX_CHECKPOINT_BATCH: usize = 1000;
