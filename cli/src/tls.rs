@@ -317,3 +317,52 @@ pub fn unverified_client_config(
     };
     crate::self_signed::unverified_client(provider(), Some(identity))
 }
+
+/// The common name in the subject of the first (the caller's own) certificate of a verified
+/// TLS client: the user etcd takes a client certificate to stand for. `None` without a
+/// certificate, or when its subject has no common name.
+pub fn peer_common_name(certs: Option<Arc<Vec<CertificateDer<'static>>>>) -> Option<String> {
+    let certs = certs?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_subject(cn: Option<&str>) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("certificate parameters");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "MetaStore tests");
+        if let Some(cn) = cn {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("certificate").der().clone()
+    }
+
+    #[test]
+    fn the_common_name_of_the_callers_own_certificate() {
+        let alice = with_subject(Some("alice"));
+        let ca = with_subject(Some("some CA"));
+        assert_eq!(
+            peer_common_name(Some(Arc::new(vec![alice, ca]))).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            peer_common_name(Some(Arc::new(vec![with_subject(None)]))),
+            None
+        );
+        assert_eq!(peer_common_name(Some(Arc::new(vec![]))), None);
+        assert_eq!(peer_common_name(None), None);
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01, 0xff]);
+        assert_eq!(peer_common_name(Some(Arc::new(vec![garbage]))), None);
+    }
+}

@@ -151,7 +151,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .layer(metastore_cli::telemetry::ServerSpanLayer::CLIENTS)
             .layer(CutStreamsLayer::new(stop.clone(), Error::Stopped.into()))
             .layer(rate_limit.clone())
-            .layer(TokenLayer)
+            .layer(TokenLayer {
+                cert_users: cfg.tls.client_cert_auth,
+            })
             .add_routes(front_door(grpc, http_body_limit).into());
         let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stopped = stop.clone().cancelled_owned();

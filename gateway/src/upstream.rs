@@ -299,9 +299,11 @@ impl Upstream {
     }
 
     fn context(&self, consistency: Consistency) -> RequestContext {
+        let caller = crate::caller::caller();
         RequestContext {
             request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
-            token: crate::caller::token(),
+            token: caller.token,
+            cert_user: caller.cert_user,
             consistency: consistency as i32,
             forwarded: false,
             gateway_id: self.gateway_id,

@@ -130,6 +130,12 @@ pub struct Args {
     /// authenticated (etcd's flag) [default: false].
     #[arg(long, env = "METASTORE_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true")]
     pub peer_auto_tls: Option<bool>,
+    /// Common names (comma-separated) of the gateways' storage client certificates: a caller
+    /// on the storage port presenting one may say which user a request runs as when its
+    /// client authenticated with a certificate (gateways with --client-cert-auth); needs
+    /// https:// storage URLs with --client-cert-auth [default: none].
+    #[arg(long, env = "METASTORE_TRUSTED_GATEWAY_CN")]
+    pub trusted_gateway_cn: Option<String>,
     /// RocksDB block compression of every column family: lz4, zstd or none [default: lz4].
     #[arg(long, env = "METASTORE_ROCKSDB_COMPRESSION")]
     pub rocksdb_compression: Option<String>,
@@ -174,6 +180,8 @@ pub struct Config {
     pub tls: metastore_cli::tls::TlsFiles,
     /// TLS of the peer listener, and of this member's calls to other members.
     pub peer_tls: metastore_cli::tls::TlsFiles,
+    /// Common names of the gateway certificates trusted to name a request's certificate user.
+    pub trusted_gateway_cns: Vec<String>,
     pub initial_cluster: String,
     /// True for `--initial-cluster-state existing` (join; do not bootstrap).
     pub join_existing: bool,
@@ -250,6 +258,7 @@ impl Args {
             peer_trusted_ca_file: self.peer_trusted_ca_file.or(file.peer_trusted_ca_file),
             peer_client_cert_auth: self.peer_client_cert_auth.or(file.peer_client_cert_auth),
             peer_auto_tls: self.peer_auto_tls.or(file.peer_auto_tls),
+            trusted_gateway_cn: self.trusted_gateway_cn.or(file.trusted_gateway_cn),
             rocksdb_block_cache_bytes: self
                 .rocksdb_block_cache_bytes
                 .or(file.rocksdb_block_cache_bytes),
@@ -305,6 +314,22 @@ impl Args {
         if listen_peer.iter().any(|l| l.tls) && !peer_tls.has_cert() {
             return Err(
                 "https:// in --listen-peer-urls needs --peer-cert-file and --peer-key-file, or --peer-auto-tls"
+                    .into(),
+            );
+        }
+        let trusted_gateway_cns: Vec<String> = a
+            .trusted_gateway_cn
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|cn| !cn.is_empty())
+            .map(str::to_string)
+            .collect();
+        let storage_checks_certs = tls.client_cert_auth && listen_storage.iter().all(|l| l.tls);
+        if !trusted_gateway_cns.is_empty() && !storage_checks_certs {
+            return Err(
+                "--trusted-gateway-cn needs https:// --listen-storage-urls with --client-cert-auth"
                     .into(),
             );
         }
@@ -393,6 +418,7 @@ impl Args {
             listen_peer,
             tls,
             peer_tls,
+            trusted_gateway_cns,
             initial_cluster,
             join_existing,
             snapshot_count: a.snapshot_count.unwrap_or(10_000).max(1),

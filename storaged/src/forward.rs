@@ -7,8 +7,8 @@ use crate::raft::Member;
 use metastore_cli::rpc::{self, Channel, ChannelOptions, MAX_INTERNAL_MESSAGE};
 use metastore_internal_proto::storage::storage_client::StorageClient;
 use metastore_internal_proto::storage::{
-    AuthRequest, ClusterRequest, KvRequest, MoveLeaderAsk, PublishGatewayRequest, RenewBatch,
-    RequestContext,
+    AuthRequest, ClusterRequest, DefragmentAsk, HashKvAsk, KvRequest, MoveLeaderAsk,
+    PublishGatewayRequest, RenewBatch, RequestContext, SnapshotAsk,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -66,7 +66,10 @@ envelope!(
     PublishGatewayRequest,
     MoveLeaderAsk,
     RenewBatch,
-    AuthRequest
+    AuthRequest,
+    HashKvAsk,
+    SnapshotAsk,
+    DefragmentAsk
 );
 
 /// Why leader work did not complete.

@@ -16,7 +16,7 @@ use crate::mvcc::{self, MvccError, Store};
 use crate::quota::Quota;
 use crate::raft::{Member, Raft, TypeConfig};
 use crate::state_machine::Applied;
-use metastore_internal_proto::storage::AuthInfo;
+use metastore_internal_proto::storage::{AuthInfo, RequestContext};
 use metastore_proto::etcdserverpb::{
     AlarmMember, AlarmType, DowngradeRequest, DowngradeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
@@ -144,9 +144,15 @@ impl Node {
         &self.auth
     }
 
-    /// Who a request with `token` runs as (see [`Auth::identify`]). A simple token made by an
-    /// entry this member has not applied yet is waited for, briefly.
-    pub async fn identify(&self, token: &str) -> Result<AuthInfo, NodeError> {
+    /// Who a request runs as: its token's user (see [`Auth::identify`]), else the user its
+    /// client's certificate names (see [`Auth::certified`]; the service has checked that the
+    /// caller may say so), else nobody. A simple token made by an entry this member has not
+    /// applied yet is waited for, briefly.
+    pub async fn identify(&self, ctx: &RequestContext) -> Result<AuthInfo, NodeError> {
+        let token = ctx.token.as_str();
+        if token.is_empty() && !ctx.cert_user.is_empty() {
+            return Ok(self.auth.certified(&ctx.cert_user));
+        }
         let deadline = tokio::time::Instant::now() + TOKEN_APPLY_WAIT;
         loop {
             match self.auth.identify(token) {

@@ -235,8 +235,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         gateways,
         forwarder,
         cfg.data_dir.clone(),
+        &cfg.trusted_gateway_cns,
     ));
-    let storage_server = || {
+    let peer_service = Arc::new(service.for_peers());
+    let storage_server = |service: &Arc<StorageService>| {
         StorageServer::from_arc(service.clone())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
             .max_encoding_message_size(usize::MAX)
@@ -267,7 +269,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .layer(crate::metrics::grpc_layer())
             .layer(metastore_cli::telemetry::ServerSpanLayer::INTERNAL)
             .layer(cut.clone())
-            .add_service(storage_server())
+            .add_service(storage_server(&service))
             .add_service(health.clone())
             .add_service(reflection.clone());
         let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -295,7 +297,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .layer(metastore_cli::telemetry::ServerSpanLayer::INTERNAL)
             .layer(cut.clone())
             .add_service(peer)
-            .add_service(storage_server());
+            .add_service(storage_server(&peer_service));
         let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stopped = stop.clone().cancelled_owned();
         match (&peer_tls, listen.tls) {

@@ -35,6 +35,22 @@ fn unknown_engine() -> Result<()> {
     Ok(())
 }
 
+/// Trusting gateways to name certificate users needs a storage port that checks their
+/// certificates.
+#[test]
+fn trusted_gateway_cn_needs_client_certificates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().into_owned();
+    assert_one_line_failure(
+        run(
+            "metastore-storaged",
+            &["--data-dir", &data, "--trusted-gateway-cn", "gateway"],
+        )?,
+        "--trusted-gateway-cn needs https:// --listen-storage-urls with --client-cert-auth",
+    );
+    Ok(())
+}
+
 #[test]
 fn port_in_use() -> Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -265,3 +265,156 @@ async fn three_members_with_auto_tls() -> Result<()> {
     );
     Ok(())
 }
+
+/// etcd's rule under `--client-cert-auth`: a gRPC request without a token runs as the user
+/// its client certificate's common name names (a token wins; calls through the JSON gateway
+/// ignore the certificate). The gateway says so to the members over its mTLS storage link,
+/// and members believe only gateways whose storage certificate's CN they were told to trust.
+/// 3 members, so some requests reach the leader through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_certificate_names_the_user() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = certs::ca(dir.path(), "ca")?;
+    let member = certs::issue(dir.path(), &ca, "member", "member")?;
+    let gateway = certs::issue(dir.path(), &ca, "gateway", "gateway")?;
+    let intruder = certs::issue(dir.path(), &ca, "intruder", "intruder")?;
+    let server = certs::issue(dir.path(), &ca, "server", "server")?;
+    let [root, alice, nobody] = ["root", "alice", "nobody"]
+        .map(|cn| certs::issue(dir.path(), &ca, cn, cn).expect("client certificate"));
+    let (m, g) = (member.clone(), gateway.clone());
+    let peer_and_storage_tls = [
+        "--peer-cert-file",
+        m.cert(),
+        "--peer-key-file",
+        m.key(),
+        "--peer-trusted-ca-file",
+        ca.cert(),
+        "--peer-client-cert-auth",
+        "--cert-file",
+        m.cert(),
+        "--key-file",
+        m.key(),
+        "--trusted-ca-file",
+        ca.cert(),
+        "--client-cert-auth",
+        "--trusted-gateway-cn",
+        "gateway",
+    ];
+    let storage_client = |p: &Pair| {
+        vec![
+            "--storage-cert-file".to_string(),
+            p.cert().to_string(),
+            "--storage-key-file".to_string(),
+            p.key().to_string(),
+            "--storage-trusted-ca-file".to_string(),
+            ca.cert().to_string(),
+        ]
+    };
+    let g_args = storage_client(&g);
+    let g_args: Vec<&str> = g_args.iter().map(String::as_str).collect();
+    let c = Cluster::start_internal_tls("memory", 3, 0, &peer_and_storage_tls, &g_args)?;
+    let https_with = |storage: &Pair| {
+        let mut args = vec![
+            "--cert-file".to_string(),
+            server.cert().to_string(),
+            "--key-file".to_string(),
+            server.key().to_string(),
+            "--trusted-ca-file".to_string(),
+            ca.cert().to_string(),
+            "--client-cert-auth".to_string(),
+        ];
+        args.extend(storage_client(storage));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        https_gateway(&c, "https", &args)
+    };
+    let (_gw, url) = https_with(&gateway)?;
+    let as_cert = |p: &Pair| {
+        [
+            "--cacert".to_string(),
+            ca.cert().to_string(),
+            "--cert".to_string(),
+            p.cert().to_string(),
+            "--key".to_string(),
+            p.key().to_string(),
+        ]
+    };
+    let run = |url: &str, who: &Pair, cmd: &[&str]| {
+        let tls = as_cert(who);
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        ctl(url, &tls, cmd)
+    };
+
+    retry_until("the cluster serves", Duration::from_secs(20), || async {
+        Ok(run(&url, &root, &["put", "foo", "v0"]).ok())
+    })
+    .await?;
+    for cmd in [
+        &["user", "add", "root", "--new-user-password", "rootpw"][..],
+        &["user", "add", "alice", "--new-user-password", "alicepw"],
+        &["role", "add", "reader"],
+        &["role", "grant-permission", "reader", "read", "foo"],
+        &["user", "grant-role", "alice", "reader"],
+        &["auth", "enable"],
+    ] {
+        run(&url, &root, cmd)?;
+    }
+    // The root certificate alone is root: writes, and admin calls.
+    run(&url, &root, &["put", "foo", "by-root-cert"])?;
+    let users = run(&url, &root, &["user", "list"])?;
+    ensure!(users == "alice\nroot\n", "{users:?}");
+    // alice's certificate is alice: she may read foo, not write it.
+    let read = run(&url, &alice, &["get", "foo", "--print-value-only"])?;
+    ensure!(read == "by-root-cert\n", "{read:?}");
+    let write = run(&url, &alice, &["put", "foo", "by-alice"]);
+    ensure!(
+        matches!(&write, Err(e) if e.to_string().contains("permission denied")),
+        "{write:?}"
+    );
+    // A certificate naming no user gets no permission.
+    let stranger = run(&url, &nobody, &["get", "foo"]);
+    ensure!(
+        matches!(&stranger, Err(e) if e.to_string().contains("permission denied")),
+        "{stranger:?}"
+    );
+    // A token wins over the certificate: alice's certificate with root's password writes.
+    run(
+        &url,
+        &alice,
+        &["--user", "root:rootpw", "put", "foo", "by-root-token"],
+    )?;
+    // The JSON gateway ignores the certificate (as etcd's): no token, no user.
+    let json = std::process::Command::new("curl")
+        .args(["-s", "--cacert", ca.cert(), "--cert", root.cert()])
+        .args(["--key", root.key(), &format!("{url}/v3/kv/range")])
+        .args(["-X", "POST", "-d", r#"{"key":"Zm9v"}"#])
+        .output()?;
+    let json = String::from_utf8_lossy(&json.stdout);
+    ensure!(json.contains("etcdserver: user name is empty"), "{json}");
+
+    // A gateway whose storage certificate the members do not trust cannot speak for users:
+    // its certificate users are no users.
+    let (_other, other_url) = https_with(&intruder)?;
+    let refused = run(&other_url, &root, &["put", "foo", "by-intruder"]);
+    ensure!(
+        matches!(&refused, Err(e) if e.to_string().contains("etcdserver: user name is empty")),
+        "{refused:?}"
+    );
+    let with_token = run(
+        &other_url,
+        &alice,
+        &[
+            "--user",
+            "alice:alicepw",
+            "get",
+            "foo",
+            "--print-value-only",
+        ],
+    )?;
+    ensure!(
+        with_token == "by-root-token\n",
+        "tokens still work: {with_token:?}"
+    );
+    let last = run(&url, &alice, &["get", "foo", "--print-value-only"])?;
+    ensure!(last == "by-root-token\n", "{last:?}");
+    Ok(())
+}

@@ -41,7 +41,7 @@ impl Local {
     /// `grpc`: a router serving the etcd gRPC services (and nothing else).
     pub fn new(grpc: axum::Router) -> Self {
         Self {
-            channel: TokenLayer.layer(grpc),
+            channel: TokenLayer::default().layer(grpc),
         }
     }
 

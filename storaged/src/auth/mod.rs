@@ -153,6 +153,16 @@ impl Auth {
         })
     }
 
+    /// Who a request runs as whose client authenticated with a TLS certificate naming `user`
+    /// (and sent no token): that user, at the current auth revision (etcd's rule; a user that
+    /// does not exist gets no permission).
+    pub fn certified(&self, user: &str) -> AuthInfo {
+        AuthInfo {
+            user: user.to_string(),
+            revision: self.state.read().revision,
+        }
+    }
+
     /// Applies an auth change (entry `index`): decides it, updates the tokens, and returns
     /// the metadata writes that record it.
     pub fn apply(

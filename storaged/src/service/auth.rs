@@ -42,7 +42,7 @@ impl StorageService {
         if let Op::Authenticate(r) = op {
             return self.authenticate(r).await.map(AuthResult::Authenticate);
         }
-        let who = self.node.identify(&ctx.token).await?;
+        let who = self.node.identify(ctx).await?;
         let cost = self.node.auth().options().bcrypt_cost;
         let change = match op {
             Op::Enable(r) => Change::Enable(r),

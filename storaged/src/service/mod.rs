@@ -9,7 +9,7 @@ use crate::backup::snapshot::SnapshotFile;
 use crate::cluster::{self, MembershipError};
 use crate::command::{Command, Origin, Proposal};
 use crate::errors::{error_status, membership_error, storage_error};
-use crate::forward::{Client, Forwarder};
+use crate::forward::{Client, Envelope, Forwarder};
 use crate::gateways::Gateways;
 use crate::keepalive::Renewer;
 use crate::mvcc::{self, MvccError};
@@ -47,6 +47,22 @@ use tonic::{Request, Response, Status, Streaming};
 /// Responses buffered per watcher between its task and the gRPC stream.
 const WATCH_OUT_QUEUE: usize = 16;
 
+/// Whether an untrusted caller naming a certificate user has been logged (once per process).
+static UNTRUSTED_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Who may say which user a request runs as because its client authenticated with a TLS
+/// certificate (`RequestContext.cert_user`).
+#[derive(Clone, Debug)]
+pub enum CertUsers {
+    /// The peer port: members pass on their callers' requests as they got them (whoever can
+    /// call the peer port can take part in raft anyway).
+    FromMembers,
+    /// The storage port: callers whose verified client certificate has one of these common
+    /// names (`--trusted-gateway-cn`).
+    FromGateways(Arc<[String]>),
+}
+
+#[derive(Clone)]
 pub struct StorageService {
     node: Arc<Node>,
     hub: Arc<WatchHub>,
@@ -54,6 +70,7 @@ pub struct StorageService {
     forwarder: Forwarder,
     /// Where snapshot files are made before they are sent.
     scratch_dir: std::path::PathBuf,
+    cert_users: CertUsers,
 }
 
 impl StorageService {
@@ -63,6 +80,7 @@ impl StorageService {
         gateways: Arc<Gateways>,
         forwarder: Forwarder,
         scratch_dir: std::path::PathBuf,
+        trusted_gateway_cns: &[String],
     ) -> Self {
         Self {
             node,
@@ -70,7 +88,44 @@ impl StorageService {
             gateways,
             forwarder,
             scratch_dir,
+            cert_users: CertUsers::FromGateways(trusted_gateway_cns.into()),
         }
+    }
+
+    /// The same service for the peer port (see [`CertUsers::FromMembers`]).
+    pub fn for_peers(&self) -> Self {
+        Self {
+            cert_users: CertUsers::FromMembers,
+            ..self.clone()
+        }
+    }
+
+    /// The request, without the certificate user it names unless its caller may name one: a
+    /// request from an untrusted caller runs as its token says, or as nobody (under auth,
+    /// etcd's `user name is empty`), as if no certificate had been shown.
+    fn admit<T: Envelope>(&self, request: Request<T>) -> T {
+        let trusted = match &self.cert_users {
+            CertUsers::FromMembers => true,
+            CertUsers::FromGateways(cns) => {
+                metastore_cli::tls::peer_common_name(request.peer_certs())
+                    .is_some_and(|cn| cns.contains(&cn))
+            }
+        };
+        let mut inner = request.into_inner();
+        if let Some(ctx) = inner.context().as_mut()
+            && !ctx.cert_user.is_empty()
+            && !trusted
+        {
+            ctx.cert_user.clear();
+            if !UNTRUSTED_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "a caller on the storage port named a request's certificate user without \
+                     being trusted to (add its storage certificate's common name to \
+                     --trusted-gateway-cn); such requests run without that user"
+                );
+            }
+        }
+        inner
     }
 
     fn stamp(&self) -> Stamp {
@@ -101,7 +156,7 @@ impl StorageService {
             gateway: ctx.gateway_id,
             request: ctx.request_id,
         });
-        let who = node.identify(&ctx.token).await?;
+        let who = node.identify(ctx).await?;
         let write = |command| Proposal {
             origin,
             auth: Some(who.clone()),
@@ -192,9 +247,9 @@ impl StorageService {
 }
 
 impl StorageService {
-    /// etcd's admin check for the caller with `token` (passes while auth is off).
-    async fn require_admin(&self, token: &str) -> Result<(), NodeError> {
-        let who = self.node.identify(token).await?;
+    /// etcd's admin check for the caller of `ctx` (passes while auth is off).
+    async fn require_admin(&self, ctx: &RequestContext) -> Result<(), NodeError> {
+        let who = self.node.identify(ctx).await?;
         self.node
             .auth()
             .state()
@@ -282,7 +337,7 @@ impl Storage for StorageService {
     }
 
     async fn kv(&self, request: Request<KvRequest>) -> Result<Response<KvResponse>, Status> {
-        let req = request.into_inner();
+        let req = self.admit(request);
         let Some(op) = req.op.clone() else {
             return Err(Status::invalid_argument("empty storage request"));
         };
@@ -315,7 +370,7 @@ impl Storage for StorageService {
         &self,
         request: Request<ClusterRequest>,
     ) -> Result<Response<ClusterResponse>, Status> {
-        let req = request.into_inner();
+        let req = self.admit(request);
         let Some(op) = req.op.clone() else {
             return Err(Status::invalid_argument("empty cluster request"));
         };
@@ -324,15 +379,11 @@ impl Storage for StorageService {
         let leader_work = !matches!(op, ClusterOp::MemberList(_));
         // Clients' membership changes need root; members publish their names themselves.
         let admin = leader_work && !matches!(op, ClusterOp::PublishName(_));
-        let token = req
-            .context
-            .as_ref()
-            .map(|c| c.token.clone())
-            .unwrap_or_default();
-        let (op, token) = (&op, &token);
+        let ctx = req.context.clone().unwrap_or_default();
+        let (op, ctx) = (&op, &ctx);
         let here = move || async move {
             if admin {
-                self.require_admin(token).await?;
+                self.require_admin(ctx).await?;
             }
             if leader_work {
                 node.require_leader()?;
@@ -397,10 +448,10 @@ impl Storage for StorageService {
     }
 
     async fn hash_kv(&self, request: Request<HashKvAsk>) -> Result<Response<HashKvReply>, Status> {
-        let ask = request.into_inner();
+        let ask = self.admit(request);
         let revision = ask.request.map_or(0, |r| r.revision);
         if let Some(ctx) = &ask.context
-            && let Err(e) = self.require_admin(&ctx.token).await
+            && let Err(e) = self.require_admin(ctx).await
         {
             return Ok(Response::new(HashKvReply {
                 response: None,
@@ -442,8 +493,8 @@ impl Storage for StorageService {
         &self,
         request: Request<SnapshotAsk>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let token = request.into_inner().context.unwrap_or_default().token;
-        self.require_admin(&token)
+        let ctx = self.admit(request).context.unwrap_or_default();
+        self.require_admin(&ctx)
             .await
             .map_err(|e| error_status(&e))?;
         let (node, dir) = (self.node.clone(), self.scratch_dir.clone());
@@ -471,8 +522,8 @@ impl Storage for StorageService {
         &self,
         request: Request<DefragmentAsk>,
     ) -> Result<Response<DefragmentReply>, Status> {
-        let token = request.into_inner().context.unwrap_or_default().token;
-        if let Err(e) = self.require_admin(&token).await {
+        let ctx = self.admit(request).context.unwrap_or_default();
+        if let Err(e) = self.require_admin(&ctx).await {
             return Ok(Response::new(DefragmentReply {
                 response: None,
                 error: Some(storage_error(&e)),
@@ -543,7 +594,7 @@ impl Storage for StorageService {
     }
 
     async fn auth(&self, request: Request<AuthRequest>) -> Result<Response<AuthResponse>, Status> {
-        let req = request.into_inner();
+        let req = self.admit(request);
         let Some(op) = req.op.clone() else {
             return Err(Status::invalid_argument("empty auth request"));
         };
