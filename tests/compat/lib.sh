@@ -102,11 +102,13 @@ compat_args() {
   [ -x "$BIN_DIR/metastore-storaged" ] || { echo "no binaries in $BIN_DIR: cargo build --release --workspace first" >&2; exit 2; }
 }
 
-# start_metastore N: N storaged members (engine $ENGINE, binaries in $BIN_DIR) and one gateway
-# per member (gateway i prefers member i), on free ports; waits until a write succeeds and sets
-# MS_ENDPOINTS to the gateways' host:port list (comma-separated).
+# start_metastore N [--untouched]: N storaged members (engine $ENGINE, binaries in $BIN_DIR) and
+# one gateway per member (gateway i prefers member i), on free ports; waits until a write of the
+# key `ready` succeeds (with --untouched: until a linearizable read does, so the store stays at
+# revision 1) and sets MS_ENDPOINTS to the gateways' host:port list (comma-separated).
 start_metastore() {
-  local n=$1 i j cluster="" storage
+  local n=$1 probe=(put ready 1) i j cluster="" storage
+  [ "${2:-}" = --untouched ] && probe=(get ready)
   local -a sp pp gw
   for i in $(seq 1 "$n"); do
     sp[$i]=$(port); pp[$i]=$(port); gw[$i]=$(port)
@@ -132,8 +134,8 @@ start_metastore() {
   done
   for i in $(seq 1 "$n"); do wait_port ${gw[$i]}; done
   for _ in $(seq 1 100); do
-    ETCDCTL_API=3 etcdctl --endpoints "$MS_ENDPOINTS" put ready 1 >/dev/null 2>&1 && return 0
+    ETCDCTL_API=3 etcdctl --endpoints "$MS_ENDPOINTS" "${probe[@]}" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
-  echo "MetaStore ($n members) accepted no write" >&2; exit 1
+  echo "MetaStore ($n members) did not serve: ${probe[*]}" >&2; exit 1
 }

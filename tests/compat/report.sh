@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The conformance report: on both engines, the etcdctl conformance against a real etcd on one
-# member (etcdctl.sh) and on three (cluster.sh), and the acceptance steps plus every example
-# on one member and on three (examples.sh). Writes one PASS/FAIL table (engine × topology × suite)
+# member and on three (etcdctl.sh), the cluster and maintenance commands on three (cluster.sh),
+# and the acceptance steps plus every example on one member and on three (examples.sh). Writes one PASS/FAIL table (engine × topology × suite)
 # with every failed check listed to REPORT (default $CARGO_TARGET_DIR/compat-report.md), prints it,
 # and exits 1 if anything failed.
 #
@@ -39,8 +39,9 @@ run() { # engine, topology, suite, command...
 }
 
 for engine in memory rocksdb; do
-  run "$engine" "1 member" "etcdctl vs etcd 3.4" "$HERE/etcdctl.sh"
-  run "$engine" "3 members" "etcdctl vs etcd 3.4" "$HERE/cluster.sh"
+  run "$engine" "1 member" "etcdctl vs etcd 3.4" "$HERE/etcdctl.sh" --members 1
+  run "$engine" "3 members" "etcdctl vs etcd 3.4" "$HERE/etcdctl.sh" --members 3
+  run "$engine" "3 members" "cluster and maintenance vs etcd 3.4" "$HERE/cluster.sh"
   run "$engine" "1 member" "acceptance + examples" "$HERE/examples.sh" --members 1
   run "$engine" "3 members" "acceptance + examples" "$HERE/examples.sh" --members 3
 done
