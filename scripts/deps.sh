@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the build (and, with --test, the tests, the examples and the
-# conformance report) need, if missing. Docker (for the image and compose test) is used where
-# present, not installed.
+# conformance report) need, if missing: a C/C++ toolchain and clang for RocksDB and bindgen,
+# protoc, etcdctl (the README's first steps use it), and for the tests etcd itself, Go with
+# Debian's clientv3, python3 and curl. Docker (for the image and compose test) is used where
+# the engine is present, not installed; where it is, the docker-compose command is added if
+# missing.
 set -eu
-pkgs="libclang-dev protobuf-compiler"
-[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server etcd-client openssl curl python3-venv golang-go golang-etcd-server-dev"
+pkgs="build-essential clang libclang-dev protobuf-compiler etcd-client"
+[ "${1:-}" = "--test" ] && pkgs="$pkgs etcd-server openssl curl python3 python3-venv golang-go golang-etcd-server-dev"
+command -v docker >/dev/null && ! command -v docker-compose >/dev/null && pkgs="$pkgs docker-compose"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
