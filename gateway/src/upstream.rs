@@ -612,7 +612,11 @@ impl Upstream {
                     tokio::time::sleep(NO_LEADER_BACKOFF).await;
                 }
                 Some(AuthResult::Error(e)) => return Err(e.into()),
-                Some(r) => return Ok(r),
+                Some(r) => {
+                    self.seen_applied
+                        .fetch_max(response.applied_index, Ordering::Relaxed);
+                    return Ok(r);
+                }
                 None => return Err(Error::Internal("empty auth response".into())),
             }
         }

@@ -353,30 +353,29 @@ impl Node {
         blocking(move || Ok(Alarms::load(&store)?.list(alarm))).await
     }
 
-    pub async fn range(&self, req: RangeRequest, seen: Seen) -> Result<RangeResponse, NodeError> {
-        if req.serializable {
-            self.catch_up(seen).await?;
+    /// Waits until this member may serve a read: until the leader confirms a read index and
+    /// it is applied here (linearizable), or until this member has caught up with `seen`
+    /// (serializable). Callers check the reader's permissions after this, so a read is checked
+    /// against the auth store as of the same point it reads (etcd checks after its read index
+    /// too).
+    pub async fn ready_to_read(&self, serializable: bool, seen: Seen) -> Result<(), NodeError> {
+        if serializable {
+            self.catch_up(seen).await
         } else {
-            self.linearize().await?;
+            self.linearize().await
         }
+    }
+
+    /// A range of the store as it is now (after [`Node::ready_to_read`]).
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, NodeError> {
         let store = self.store.clone();
         crate::metrics::read(false);
         blocking(move || Ok(store.range(&req)?)).await
     }
 
-    /// A txn whose ops are all reads; served without a log entry, after a read index unless
-    /// every range in it is serializable.
-    pub async fn read_txn(
-        &self,
-        req: TxnRequest,
-        serializable: bool,
-        seen: Seen,
-    ) -> Result<TxnResponse, NodeError> {
-        if serializable {
-            self.catch_up(seen).await?;
-        } else {
-            self.linearize().await?;
-        }
+    /// A txn whose ops are all reads, on the store as it is now (after
+    /// [`Node::ready_to_read`]); served without a log entry.
+    pub async fn read_txn(&self, req: TxnRequest) -> Result<TxnResponse, NodeError> {
         let store = self.store.clone();
         crate::metrics::read(true);
         blocking(move || Ok(mvcc::txn_read_only(&store, &req)?)).await

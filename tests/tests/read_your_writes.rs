@@ -1,10 +1,14 @@
 //! A client sees its own changes through one gateway even when they create no revision, as
 //! through one etcd member: after a compaction, HashKV and serializable reads served by a
 //! member that applies late (failpoint: followers apply every entry 300 ms after it arrives)
-//! already know of it.
+//! already know of it; after `auth enable`, no read runs without a token on such a member.
 
 use anyhow::{Context, Result};
+use metastore_proto::etcdserverpb::auth_client::AuthClient;
 use metastore_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use metastore_proto::etcdserverpb::{
+    AuthEnableRequest, AuthRoleAddRequest, AuthUserAddRequest, AuthUserGrantRoleRequest,
+};
 use metastore_proto::etcdserverpb::{CompactionRequest, HashKvRequest, PutRequest, RangeRequest};
 use metastore_tests::{Cluster, ENGINES, KvClient, channel, retry_until};
 use std::time::Duration;
@@ -74,6 +78,78 @@ async fn a_compaction_is_seen_by_the_next_read_on_a_late_member() -> Result<()> 
                     "{engine}, round {round}, read {attempt}"
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// `auth enable` creates no revision either: once the gateway answered it, every read through
+/// that gateway without a token is refused, also by a follower that applies the change late:
+/// the answer names the log index the gateway then waits for, and the member checks the
+/// caller only once it has applied that index.
+#[tokio::test]
+async fn auth_enable_is_seen_by_the_next_read_on_a_late_member() -> Result<()> {
+    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
+    for engine in ENGINES {
+        let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
+        let leader = c.leader(0).await?;
+        // This gateway prefers a follower.
+        let ch = channel(&c.gateway((leader + 1) % 3)).await?;
+        let mut kv = KvClient::new(ch.clone());
+        let mut auth = AuthClient::new(ch);
+        auth.user_add(AuthUserAddRequest {
+            name: "root".into(),
+            password: "rootpw".into(),
+            ..Default::default()
+        })
+        .await?;
+        auth.role_add(AuthRoleAddRequest {
+            name: "root".into(),
+        })
+        .await?;
+        auth.user_grant_role(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        })
+        .await?;
+        kv.put(PutRequest {
+            key: b"ryw/open".to_vec(),
+            value: b"1".to_vec(),
+            ..Default::default()
+        })
+        .await?;
+        // Once the followers hold the put, they hold everything before it: only `auth enable`
+        // is late there (300 ms, less than a member waits to catch up before it gives up).
+        for f in (0..3).filter(|&f| f != leader) {
+            retry_until(
+                "a follower applies the put",
+                Duration::from_secs(10),
+                || {
+                    let c = &c;
+                    async move {
+                        let got = c.member_get(f, "ryw/open").await?;
+                        Ok((got == Some(b"1".to_vec())).then_some(()))
+                    }
+                },
+            )
+            .await?;
+        }
+        auth.auth_enable(AuthEnableRequest {}).await?;
+        // Serializable reads go to every member in turn; the last is linearizable.
+        for (attempt, serializable) in [true, true, true, false].into_iter().enumerate() {
+            let read = kv
+                .range(RangeRequest {
+                    key: b"ryw/open".to_vec(),
+                    serializable,
+                    ..Default::default()
+                })
+                .await;
+            let e = read.expect_err("a read without a token after auth enable");
+            assert_eq!(
+                e.message(),
+                "etcdserver: user name is empty",
+                "{engine}, read {attempt}"
+            );
         }
     }
     Ok(())

@@ -156,22 +156,33 @@ impl StorageService {
             gateway: ctx.gateway_id,
             request: ctx.request_id,
         });
+        let seen = Seen::of(ctx);
+        // A read first reaches its read point, then identifies and checks its caller, so the
+        // check sees every auth change the read will see (an `auth enable` the gateway has
+        // answered is applied here before a request without a token is let through).
+        match &op {
+            Op::Range(r) => node.ready_to_read(r.serializable, seen).await?,
+            Op::Txn(_) if !class.is_write() => {
+                node.ready_to_read(class.serializable(), seen).await?
+            }
+            Op::WatchAccess(_) => node.catch_up(seen).await?,
+            _ => {}
+        }
         let who = node.identify(ctx).await?;
         let write = |command| Proposal {
             origin,
             auth: Some(who.clone()),
             command,
         };
-        let seen = Seen::of(ctx);
         Ok(match op {
             Op::Range(r) => {
                 let allowed = |s: &_| check::range(s, &who, &r);
-                let read = node.range(r.clone(), seen);
+                let read = node.range(r.clone());
                 KvResult::Range(self.checked_read(&who, allowed, read).await?)
             }
             Op::Txn(t) if !class.is_write() => {
                 let allowed = |s: &_| check::txn(s, &who, &t, None);
-                let read = node.read_txn(t.clone(), class.serializable(), seen);
+                let read = node.read_txn(t.clone());
                 KvResult::Txn(self.checked_read(&who, allowed, read).await?)
             }
             Op::WatchAccess(w) => {
@@ -605,22 +616,21 @@ impl Storage for StorageService {
             if let Some(header) = result.header() {
                 *header = self.stamp().at(self.node.store().current_revision());
             }
-            Ok::<_, NodeError>(result)
+            // Read after the answer exists: a change waited for its own entry to apply here.
+            Ok::<_, NodeError>((Some(result), self.node.store().applied_index()))
         };
         let there = |mut client: Client, req| async move {
-            Ok(client.auth(req).await?.into_inner().result)
+            let reply = client.auth(req).await?.into_inner();
+            Ok((reply.result, reply.applied_index))
         };
-        let result = match self
-            .forwarder
-            .on_leader(req, move || async move { here().await.map(Some) }, there)
-            .await
-        {
-            Ok(Some(result)) => result,
-            Ok(None) => return Err(Status::internal("empty forwarded auth response")),
-            Err(f) => AuthResult::Error(storage_error(&f.into_error())),
+        let (result, applied_index) = match self.forwarder.on_leader(req, here, there).await {
+            Ok((Some(result), applied)) => (result, applied),
+            Ok((None, _)) => return Err(Status::internal("empty forwarded auth response")),
+            Err(f) => (AuthResult::Error(storage_error(&f.into_error())), 0),
         };
         Ok(Response::new(AuthResponse {
             result: Some(result),
+            applied_index,
         }))
     }
 
