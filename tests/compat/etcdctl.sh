@@ -9,16 +9,8 @@
 # does not depend on which member leads.
 set -u
 
-MEMBERS=1
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --members) MEMBERS=$2; shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
 . "$(dirname "$0")/lib.sh"
-compat_args "${args[@]}"
+compat_args "$@"
 
 cluster=""
 declare -a ECP EPP

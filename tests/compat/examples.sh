@@ -7,16 +7,8 @@
 # usage: tests/compat/examples.sh [--members 1|3] [--engine memory|rocksdb] [--bin-dir DIR]
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-MEMBERS=1
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --members) MEMBERS=$2; shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
 . "$HERE/lib.sh"
-compat_args "${args[@]}"
+compat_args "$@"
 command -v go >/dev/null || { echo "missing go (apt-get install -y golang-go golang-etcd-server-dev)" >&2; exit 2; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$BIN_DIR/.." && pwd)}
 

@@ -84,15 +84,17 @@ verdict() {
   fi
 }
 
-# compat_args "$@": the conformance scripts' options (--engine, --bin-dir) into ENGINE and
-# BIN_DIR, after checking that the tools and the built binaries are there.
+# compat_args "$@": the conformance scripts' options (--engine, --bin-dir, --members) into
+# ENGINE, BIN_DIR and MEMBERS, after checking that the tools and the built binaries are there.
 compat_args() {
   ENGINE=rocksdb
   BIN_DIR=${METASTORE_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+  MEMBERS=1
   while [ $# -gt 0 ]; do
     case "$1" in
       --engine) ENGINE=$2; shift 2 ;;
       --bin-dir) BIN_DIR=$2; shift 2 ;;
+      --members) MEMBERS=$2; shift 2 ;;
       *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
   done
