@@ -15,14 +15,32 @@ use std::time::Duration;
 
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
+/// 3 members whose followers apply every entry 300 ms after it arrives, the leader's index,
+/// and a channel to a gateway that prefers a follower.
+async fn late_followers(engine: &str) -> Result<(Cluster, usize, tonic::transport::Channel)> {
+    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
+    let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
+    let leader = c.leader(0).await?;
+    let ch = channel(&c.gateway((leader + 1) % 3)).await?;
+    Ok((c, leader, ch))
+}
+
+/// Waits until every follower holds `value` at `key`, and so everything written before it.
+async fn followers_hold(c: &Cluster, leader: usize, key: &str, value: &[u8]) -> Result<()> {
+    for f in (0..3).filter(|&f| f != leader) {
+        retry_until("a follower applies the put", Duration::from_secs(10), || async move {
+            Ok((c.member_get(f, key).await?.as_deref() == Some(value)).then_some(()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_compaction_is_seen_by_the_next_read_on_a_late_member() -> Result<()> {
-    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
     for engine in ENGINES {
-        let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
-        let leader = c.leader(0).await?;
-        // This gateway prefers a follower: HashKV is served there.
-        let ch = channel(&c.gateway((leader + 1) % 3)).await?;
+        // The gateway prefers a follower: HashKV is served there.
+        let (c, leader, ch) = late_followers(engine).await?;
         let mut kv = KvClient::new(ch.clone());
         let mut m = MaintenanceClient::new(ch);
         for round in 0..3 {
@@ -43,15 +61,7 @@ async fn a_compaction_is_seen_by_the_next_read_on_a_late_member() -> Result<()> 
             }
             // Followers apply each entry 300 ms late: once they hold the puts, the compaction
             // below reaches them while the gateway already acknowledged it.
-            for f in (0..3).filter(|&f| f != leader) {
-                let want = format!("{round}").into_bytes();
-                retry_until("a follower applies the puts", Duration::from_secs(10), || {
-                    let c = &c;
-                    let want = want.clone();
-                    async move { Ok((c.member_get(f, "ryw/2").await? == Some(want)).then_some(())) }
-                })
-                .await?;
-            }
+            followers_hold(&c, leader, "ryw/2", format!("{round}").as_bytes()).await?;
             let at = current - 1;
             kv.compact(CompactionRequest {
                 revision: at,
@@ -89,12 +99,8 @@ async fn a_compaction_is_seen_by_the_next_read_on_a_late_member() -> Result<()> 
 /// caller only once it has applied that index.
 #[tokio::test]
 async fn auth_enable_is_seen_by_the_next_read_on_a_late_member() -> Result<()> {
-    let slow = [("METASTORE_FAILPOINT_FOLLOWER_APPLY_DELAY_MS", "300")];
     for engine in ENGINES {
-        let c = Cluster::start_env(engine, 3, 3, &[], &[], &slow)?;
-        let leader = c.leader(0).await?;
-        // This gateway prefers a follower.
-        let ch = channel(&c.gateway((leader + 1) % 3)).await?;
+        let (c, leader, ch) = late_followers(engine).await?;
         let mut kv = KvClient::new(ch.clone());
         let mut auth = AuthClient::new(ch);
         auth.user_add(AuthUserAddRequest {
@@ -120,20 +126,7 @@ async fn auth_enable_is_seen_by_the_next_read_on_a_late_member() -> Result<()> {
         .await?;
         // Once the followers hold the put, they hold everything before it: only `auth enable`
         // is late there (300 ms, less than a member waits to catch up before it gives up).
-        for f in (0..3).filter(|&f| f != leader) {
-            retry_until(
-                "a follower applies the put",
-                Duration::from_secs(10),
-                || {
-                    let c = &c;
-                    async move {
-                        let got = c.member_get(f, "ryw/open").await?;
-                        Ok((got == Some(b"1".to_vec())).then_some(()))
-                    }
-                },
-            )
-            .await?;
-        }
+        followers_hold(&c, leader, "ryw/open", b"1").await?;
         auth.auth_enable(AuthEnableRequest {}).await?;
         // Serializable reads go to every member in turn; the last is linearizable.
         for (attempt, serializable) in [true, true, true, false].into_iter().enumerate() {
